@@ -1,0 +1,5 @@
+"""Guides q(z | x): the encoder and the posterior family it emits."""
+
+from pyrovae.guides.diagonal import DiagonalGaussian
+
+__all__ = ["DiagonalGaussian"]

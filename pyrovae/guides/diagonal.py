@@ -1,0 +1,67 @@
+"""The amortised diagonal-Gaussian guide of Kingma & Welling (2013).
+
+    q(z | x) = N(μ_φ(x), diag σ_φ²(x)),    site "latent", inside plate "data"
+
+An MLP encoder emits ``2 · latent_dim`` numbers per data point: the means and
+raw scales. The raw output ``r`` becomes a standard deviation by
+``σ = softplus(r)`` (default; linear growth, no overflow) or ``σ = exp(r / 2)``
+(``r = log σ²`` as in AEVB eq. 13). A small ``min_scale`` is added to keep
+``σ > 0`` in floating point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.nn import PyroModule
+
+from pyrovae.models.plates import data_plate
+from pyrovae.nets import mlp
+
+SCALE_TRANSFORMS = ("softplus", "exp")
+
+
+class DiagonalGaussian(PyroModule):
+    """Amortised mean-field Gaussian guide over site ``"latent"``.
+
+    :param data_dim: D, the size of a flattened data point.
+    :param latent_dim: the size of z.
+    :param hidden: encoder hidden widths, from x towards z.
+    :param activation: encoder nonlinearity.
+    :param scale_transform: ``"softplus"`` or ``"exp"`` (see module docstring).
+    :param init: ``"default"`` or ``"aevb"``.
+    :param min_scale: added to every posterior standard deviation.
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int,
+        hidden: Sequence[int] = (400,),
+        activation: str = "tanh",
+        scale_transform: str = "softplus",
+        init: str = "default",
+        min_scale: float = 1e-5,
+    ):
+        super().__init__()
+        if scale_transform not in SCALE_TRANSFORMS:
+            raise ValueError(f"scale_transform must be one of {SCALE_TRANSFORMS}")
+        self.data_dim = int(data_dim)
+        self.latent_dim = int(latent_dim)
+        self.scale_transform = scale_transform
+        self.min_scale = float(min_scale)
+        self.encoder = mlp(self.data_dim, hidden, 2 * self.latent_dim, activation, init)
+
+    def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """q(z | x) for a batch ``x`` of shape (B, D): batch shape (B,), event (latent_dim,)."""
+        loc, raw = self.encoder(x).split(self.latent_dim, dim=-1)
+        scale = F.softplus(raw) if self.scale_transform == "softplus" else torch.exp(0.5 * raw)
+        return dist.Normal(loc, scale + self.min_scale).to_event(1)
+
+    def forward(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
+        with data_plate(x, num_data):
+            return pyro.sample("latent", self.posterior(x))

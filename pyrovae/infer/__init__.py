@@ -1,0 +1,15 @@
+"""Objectives (what SVI maximises) and evaluation (what runs report)."""
+
+from pyrovae.infer.evaluation import elbo_terms, iw_log_likelihood, reconstruction_mse
+from pyrovae.infer.importance import log_importance_weights
+from pyrovae.infer.iwae import IWAE_ELBO
+from pyrovae.infer.objectives import make_objective
+
+__all__ = [
+    "IWAE_ELBO",
+    "elbo_terms",
+    "iw_log_likelihood",
+    "log_importance_weights",
+    "make_objective",
+    "reconstruction_mse",
+]

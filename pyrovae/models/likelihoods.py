@@ -1,0 +1,167 @@
+"""Likelihood heads: how a decoder's output scores the data, p(x | z).
+
+A likelihood head is an ``nn.Module`` that knows how many decoder outputs it
+needs (:attr:`Likelihood.out_features`) and turns a decoder output ``h`` of
+shape ``(..., out_features)`` into a Pyro distribution over ``x`` with
+``event_shape == (data_dim,)``. Heads are the part of a
+:class:`~pyrovae.models.vae.VAE` that the ``--likelihood`` option swaps.
+
+Heads defined here (Kingma & Welling 2013, appendix C; Mattei & Frellsen 2018):
+
+* :class:`Bernoulli` — ``x ∈ {0,1}^D``, logits from the decoder.
+* :class:`GaussianFixed` — ``N(μ(z), σ² I)`` with σ given; ``σ = 1/√2`` makes
+  ``−log p`` the squared error plus a constant (registry name ``mse``).
+* :class:`GaussianLearned` — ``N(μ(z), diag σ²(z))`` with the decoder emitting
+  mean and log-variance, as in AEVB. Its likelihood is **unbounded** (Mattei &
+  Frellsen 2018): use it to see the problem, not to fit real data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+_MEAN_ACTIVATIONS = ("identity", "sigmoid")
+
+
+class Likelihood(nn.Module):
+    """Base class of likelihood heads.
+
+    :param data_dim: D, the number of data dimensions (pixels).
+    """
+
+    #: the data must lie in {0, 1} for this likelihood to be a density
+    requires_binary: bool = False
+
+    def __init__(self, data_dim: int):
+        super().__init__()
+        if int(data_dim) <= 0:
+            raise ValueError(f"data_dim must be positive, got {data_dim}")
+        self.data_dim = int(data_dim)
+
+    @property
+    def out_features(self) -> int:
+        """How many decoder outputs this head consumes."""
+        return self.data_dim
+
+    def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
+        """The distribution of ``x`` given decoder output ``h``; event shape ``(D,)``."""
+        raise NotImplementedError
+
+    def mean(self, h: torch.Tensor) -> torch.Tensor:
+        """E[x | z]: what reconstructions and samples show."""
+        return self(h).mean
+
+    def check_data(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` if ``x`` is outside this likelihood's support."""
+        if x.shape[-1] != self.data_dim:
+            raise ValueError(
+                f"data has {x.shape[-1]} dimensions but the likelihood expects {self.data_dim}"
+            )
+        if not torch.isfinite(x).all():
+            raise ValueError("data contains NaN or infinite values; clean the data first")
+
+
+class Bernoulli(Likelihood):
+    """``x_d ~ Bernoulli(sigmoid(h_d))`` independently over pixels.
+
+    :param strict: if True (default), :meth:`check_data` rejects data outside
+        {0, 1}. With ``strict=False`` the head scores grey values in [0, 1] by
+        the same cross-entropy formula, ``x log p + (1 − x) log(1 − p)``, which
+        is *not* a normalised density for grey data (Pyro's VAE example does
+        this on grey MNIST); numbers from such runs are not log-likelihoods.
+    """
+
+    requires_binary = True
+
+    def __init__(self, data_dim: int, strict: bool = True):
+        super().__init__(data_dim)
+        self.strict = bool(strict)
+
+    def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
+        # Validation would reject grey values; check_data guards the strict case.
+        return dist.Bernoulli(logits=h, validate_args=False).to_event(1)
+
+    def mean(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(h)
+
+    def check_data(self, x: torch.Tensor) -> None:
+        super().check_data(x)
+        if self.strict and not ((x == 0) | (x == 1)).all():
+            raise ValueError(
+                "the bernoulli likelihood needs binary data but this data has values strictly "
+                "between 0 and 1; use a binarised dataset (mnist-binarized, mnist-dynamic), a "
+                "Gaussian likelihood, or relax the check (--relaxed-bernoulli)"
+            )
+
+
+def _activate_mean(h: torch.Tensor, kind: str) -> torch.Tensor:
+    return torch.sigmoid(h) if kind == "sigmoid" else h
+
+
+class GaussianFixed(Likelihood):
+    """``x ~ N(μ(z), σ² I)`` with a fixed σ (Mattei & Frellsen: well posed).
+
+    ``−log p(x|z) = ‖x − μ‖² / (2σ²) + D log σ + (D/2) log 2π``; with
+    ``σ = 1/√2`` this is the squared error plus ``(D/2) log π``.
+
+    :param sigma: the fixed standard deviation, > 0.
+    :param mean_activation: ``"identity"`` or ``"sigmoid"`` (AEVB constrains
+        the Frey Face means to (0, 1) with a sigmoid).
+    """
+
+    def __init__(self, data_dim: int, sigma: float = 1.0, mean_activation: str = "identity"):
+        super().__init__(data_dim)
+        if not (sigma > 0 and math.isfinite(sigma)):
+            raise ValueError(f"sigma must be a positive number, got {sigma}")
+        if mean_activation not in _MEAN_ACTIVATIONS:
+            raise ValueError(f"mean_activation must be one of {_MEAN_ACTIVATIONS}")
+        self.sigma = float(sigma)
+        self.mean_activation = mean_activation
+
+    def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
+        loc = _activate_mean(h, self.mean_activation)
+        return dist.Normal(loc, torch.full_like(loc, self.sigma)).to_event(1)
+
+    def mean(self, h: torch.Tensor) -> torch.Tensor:
+        return _activate_mean(h, self.mean_activation)
+
+
+class MSE(GaussianFixed):
+    """:class:`GaussianFixed` with ``σ = 1/√2``: ``−log p = ‖x − μ‖² + (D/2) log π``."""
+
+    def __init__(self, data_dim: int, mean_activation: str = "identity"):
+        super().__init__(data_dim, sigma=math.sqrt(0.5), mean_activation=mean_activation)
+
+
+class GaussianLearned(Likelihood):
+    """``x ~ N(μ(z), diag σ²(z))``, the decoder emitting ``μ`` and ``log σ²`` (AEVB eqs. 10–11).
+
+    .. warning:: Unbounded. A decoder that reproduces one training point
+        exactly can send ``σ → 0`` there and the log-likelihood to +∞
+        (Mattei & Frellsen 2018). Keep it for comparison with the bounded heads.
+    """
+
+    def __init__(self, data_dim: int, mean_activation: str = "identity"):
+        super().__init__(data_dim)
+        if mean_activation not in _MEAN_ACTIVATIONS:
+            raise ValueError(f"mean_activation must be one of {_MEAN_ACTIVATIONS}")
+        self.mean_activation = mean_activation
+
+    @property
+    def out_features(self) -> int:
+        return 2 * self.data_dim
+
+    def _split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, log_var = h.split(self.data_dim, dim=-1)
+        return _activate_mean(loc, self.mean_activation), log_var
+
+    def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
+        loc, log_var = self._split(h)
+        return dist.Normal(loc, torch.exp(0.5 * log_var)).to_event(1)
+
+    def mean(self, h: torch.Tensor) -> torch.Tensor:
+        return self._split(h)[0]

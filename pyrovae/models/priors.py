@@ -1,0 +1,28 @@
+"""Priors (marginals) p(z) over the latent code.
+
+A prior is an ``nn.Module`` whose call returns a distribution with
+``event_shape == (latent_dim,)`` and empty batch shape; the data plate
+broadcasts it over the batch. Tensors live in buffers so that the prior
+follows ``.to(device)``.
+"""
+
+from __future__ import annotations
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+
+class StandardNormal(nn.Module):
+    """``p(z) = N(0, I)``, the prior of Kingma & Welling (2013)."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        if int(latent_dim) <= 0:
+            raise ValueError(f"latent size must be a positive integer, got {latent_dim}")
+        self.latent_dim = int(latent_dim)
+        self.register_buffer("loc", torch.zeros(self.latent_dim))
+        self.register_buffer("scale", torch.ones(self.latent_dim))
+
+    def forward(self) -> dist.TorchDistribution:
+        return dist.Normal(self.loc, self.scale).to_event(1)

@@ -1,0 +1,84 @@
+"""The variational auto-encoder's generative model (Kingma & Welling 2013).
+
+    z ~ p(z)                      site "latent", inside plate "data"
+    x ~ p(x | z) = L(f_θ(z))      site "obs",    inside plate "data"
+
+with ``f_θ`` an MLP decoder and ``L`` a likelihood head
+(:mod:`pyrovae.models.likelihoods`). The model is a plain Pyro callable:
+``pyro.infer`` ELBOs, ``Predictive`` and ``poutine`` handlers apply unchanged.
+The decoder is called *between* two entries of the same data plate, never
+inside it, so that a decoder with sampled (Bayesian) weights is not batched
+over data points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyro
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+from pyrovae.models.likelihoods import Bernoulli, Likelihood
+from pyrovae.models.plates import data_plate
+from pyrovae.models.priors import StandardNormal
+from pyrovae.nets import mlp
+
+
+class VAE(PyroModule):
+    """A VAE model ``p(z) p(x|z)`` with an MLP decoder.
+
+    :param data_dim: D, the size of a flattened data point.
+    :param latent_dim: the size of z.
+    :param hidden: hidden widths of the decoder, from z towards x.
+    :param activation: decoder nonlinearity (a name in :data:`pyrovae.registry.ACTIVATIONS`).
+    :param likelihood: a :class:`~pyrovae.models.likelihoods.Likelihood`; default Bernoulli.
+    :param prior: a prior module (default :class:`~pyrovae.models.priors.StandardNormal`).
+    :param init: ``"default"`` or ``"aevb"`` (N(0, 0.01²)).
+    :param decoder: a ready network mapping z to ``likelihood.out_features``
+        outputs, instead of building an MLP.
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int,
+        hidden: Sequence[int] = (400,),
+        activation: str = "tanh",
+        likelihood: Likelihood | None = None,
+        prior: nn.Module | None = None,
+        init: str = "default",
+        decoder: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.data_dim = int(data_dim)
+        self.latent_dim = int(latent_dim)
+        self.likelihood = likelihood if likelihood is not None else Bernoulli(self.data_dim)
+        if self.likelihood.data_dim != self.data_dim:
+            raise ValueError(
+                f"likelihood is for {self.likelihood.data_dim} dimensions, model for {data_dim}"
+            )
+        self.prior = prior if prior is not None else StandardNormal(self.latent_dim)
+        self.decoder = decoder or mlp(
+            self.latent_dim, hidden, self.likelihood.out_features, activation, init
+        )
+
+    def forward(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
+        """Score (or, under ``poutine.uncondition``, sample) a minibatch ``x`` of shape (B, D)."""
+        plate = data_plate(x, num_data)
+        with plate:
+            z = pyro.sample("latent", self.prior())
+        h = self.decoder(z)
+        with plate:
+            return pyro.sample("obs", self.likelihood(h), obs=x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x | z] for latent points ``z`` of shape (..., latent_dim)."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @torch.no_grad()
+    def sample(self, num_samples: int) -> torch.Tensor:
+        """Means E[x | z] of ``num_samples`` draws z ~ p(z): shape (num_samples, D)."""
+        z = self.prior().sample((num_samples,))
+        return self.decode(z)

@@ -1,0 +1,78 @@
+"""The figures every run folder gets: curves, reconstructions, samples, manifold."""
+
+from __future__ import annotations
+
+import torch
+
+from pyrovae import plots
+from pyrovae.run import RunFolder
+
+NUM_RECONSTRUCTIONS = 16
+NUM_SAMPLES = 64
+
+
+def _display_range(dataset) -> tuple[float, float]:
+    return 0.0, max(1.0, float(dataset.train.max()))
+
+
+@torch.no_grad()
+def write_plots(run: RunFolder, model, guide, dataset, metrics: list[dict]) -> list:
+    """Write the standard PNGs of a trained run into ``run.plots``; returns their paths."""
+    shape = tuple(dataset.image_shape)
+    vmin, vmax = _display_range(dataset)
+    device = next(model.parameters()).device
+    paths = [
+        plots.plot_curves(
+            metrics,
+            run.plots / "curves.png",
+            keys=("train_elbo", "test_elbo"),
+            title="ELBO per data point",
+        ),
+    ]
+    # evenly spaced test points: some test splits are stored in class order
+    idx = torch.linspace(0, dataset.test.shape[0] - 1, NUM_RECONSTRUCTIONS).long()
+    x = dataset.test[idx].to(device)
+    recon = model.decode(guide.posterior(x).mean)
+    paths.append(
+        plots.plot_reconstructions(
+            x,
+            recon.clamp(vmin, vmax),
+            shape,
+            run.plots / "reconstructions.png",
+            title="test data (top) and reconstructions",
+            vmin=vmin,
+            vmax=vmax,
+        )
+    )
+    samples = model.sample(NUM_SAMPLES).clamp(vmin, vmax)
+    paths.append(
+        plots.plot_image_grid(
+            samples,
+            shape,
+            run.plots / "samples.png",
+            title="means of p(x|z), z ~ p(z)",
+            vmin=vmin,
+            vmax=vmax,
+        )
+    )
+    if model.latent_dim == 2:
+        paths.append(write_manifold(run, model, shape, vmin=vmin, vmax=vmax))
+    return paths
+
+
+def write_manifold(run: RunFolder, model, shape, grid_size: int = 20, vmin=0.0, vmax=1.0):
+    """AEVB figure 4: the decoder's means over a grid through the inverse Gaussian CDF."""
+    device = next(model.parameters()).device
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return model.decode(z.to(device)).clamp(vmin, vmax)
+
+    return plots.plot_manifold(
+        decode,
+        shape,
+        run.plots / "manifold.png",
+        grid_size=grid_size,
+        title="learned manifold",
+        vmin=vmin,
+        vmax=vmax,
+    )

@@ -1,0 +1,181 @@
+"""A run is a folder: the contract between ``train`` and every other command.
+
+::
+
+    RUN/config.json      the resolved RunConfig (rebuilds model and guide)
+    RUN/metrics.jsonl    one JSON row per epoch
+    RUN/checkpoint.pt    state dicts, optimiser and RNG state (written atomically)
+    RUN/summary.json     final numbers
+    RUN/plots/*.png      curves, reconstructions, samples, manifold
+
+Checkpoints are read with ``torch.load(weights_only=True)``: loading one
+cannot execute code. Every file is written to a temporary name in the same
+folder, flushed, fsynced and renamed, so a crash leaves either the old or the
+new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+CHECKPOINT_FORMAT = "pyrovae-checkpoint-1"
+
+
+class RunError(RuntimeError):
+    """A run folder or checkpoint that cannot be used; the message says why and what to do."""
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    return atomic_write(path, lambda f: f.write(data))
+
+
+class RunFolder:
+    """Paths and I/O of one run folder."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+    summary_path = property(lambda self: self.path / "summary.json")
+    plots = property(lambda self: self.path / "plots")
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def require(self) -> RunFolder:
+        """Raise :class:`RunError` unless this folder holds a run."""
+        if not self.path.is_dir():
+            raise RunError(f"run folder {self.path} does not exist")
+        if not self.config_path.exists():
+            raise RunError(f"{self.path} is not a pyrovae run folder (no config.json)")
+        return self
+
+    # -- config and summary -------------------------------------------------
+    def write_config(self, config: dict) -> None:
+        write_json(self.config_path, config)
+
+    def read_config(self) -> dict:
+        self.require()
+        try:
+            return json.loads(self.config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise RunError(
+                f"{self.config_path} is not valid JSON ({e}); the run is damaged"
+            ) from None
+
+    def write_summary(self, summary: dict) -> None:
+        write_json(self.summary_path, summary)
+
+    def read_summary(self) -> dict:
+        return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
+
+    # -- metrics ------------------------------------------------------------
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line from a crash
+        return rows
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+        atomic_write(self.metrics_path, lambda f: f.write(data))
+
+    def append_metrics(self, row: dict) -> None:
+        self.write_metrics([*self.read_metrics(), row])
+
+    # -- checkpoint ---------------------------------------------------------
+    def save_checkpoint(self, state: dict) -> None:
+        atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
+
+    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict:
+        return load_checkpoint(self.checkpoint_path, map_location)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a pyrovae checkpoint safely; a damaged or foreign file is a :class:`RunError`."""
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"no checkpoint at {path}; train the run first")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(
+            f"{path} is not a readable pyrovae checkpoint ({first}); it may be truncated or "
+            "from another program: delete it and retrain, or resume from an intact copy"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path} is not a pyrovae checkpoint (format tag missing)")
+    return state
+
+
+def load_run(path: str | os.PathLike, device: str = "cpu"):
+    """Rebuild a run's model and guide from ``config.json`` and load ``checkpoint.pt``.
+
+    :returns: ``(config, model, guide, info)`` with ``info`` the rest of config.json
+        (``data_dim``, ``image_shape``) and the checkpoint's ``epoch``.
+    """
+    from pyrovae.build import build_model
+    from pyrovae.config import ConfigError, RunConfig
+    from pyrovae.device import resolve_device
+
+    run = RunFolder(path).require()
+    saved = run.read_config()
+    try:
+        config = RunConfig.from_dict(saved["config"], source=str(run.config_path))
+        data_dim = int(saved["data_dim"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise RunError(f"{run.config_path} is not a valid pyrovae run config ({e})") from None
+    dev = resolve_device(device)
+    state = run.load_checkpoint(map_location=dev)
+    if state.get("config") != saved["config"] or state.get("data_dim") != data_dim:
+        raise RunError(
+            f"{run.checkpoint_path} belongs to another model than {run.config_path}; "
+            "the run folder is inconsistent: retrain it"
+        )
+    model, guide = build_model(config, data_dim)
+    try:
+        model.load_state_dict(state["model"])
+        guide.load_state_dict(state["guide"])
+    except (RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise RunError(f"{run.checkpoint_path} does not fit its model ({first})") from None
+    model.to(dev).eval()
+    guide.to(dev).eval()
+    info = {k: v for k, v in saved.items() if k != "config"}
+    info["epoch"] = state.get("epoch")
+    return config, model, guide, info

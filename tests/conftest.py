@@ -1,0 +1,59 @@
+"""Shared fixtures: the real data folder (``../shared/data`` or ``PYROVAE_DATA``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# One intra-op thread: the suite's networks are small, and two OpenMP threads
+# spin against each other whenever anything else runs on a 2-core machine.
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("PYROVAE_DATA")
+    return Path(env) if env else ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder of real dataset files in their publishers' formats."""
+    path = _shared_data_dir()
+    if not (path / "mnist").is_dir():
+        pytest.fail(f"real data not found at {path}; set PYROVAE_DATA to ../shared/data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist_binarized(data_dir):
+    """Static binarised MNIST from the real files (loaded once per session)."""
+    from pyrovae.data import load_dataset
+
+    return load_dataset("mnist-binarized", data_dir=data_dir, download=False)
+
+
+def small(dataset, n_train: int, n_test: int):
+    """A slice of a real dataset: the first ``n_train`` / ``n_test`` points."""
+    import dataclasses
+
+    return dataclasses.replace(
+        dataset,
+        train=dataset.train[:n_train],
+        valid=dataset.valid[:n_test],
+        test=dataset.test[:n_test],
+    )
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_clear():
+    """Every test starts from a fixed seed and an empty Pyro param store."""
+    import pyro
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
