@@ -39,12 +39,22 @@ def build_likelihood(config: RunConfig, data_dim: int) -> nn.Module:
 
 
 def build_model(config: RunConfig, data_dim: int) -> tuple[nn.Module, nn.Module]:
-    """``(model, guide)`` for data of ``data_dim`` dimensions, as the config names them."""
+    """``(model, guide)`` for data of ``data_dim`` dimensions, as the config names them.
+
+    A prior whose constructor takes ``guide`` (the VampPrior) receives the guide,
+    which is then built before it; otherwise the construction order, and so the
+    seeded initialisation, is likelihood, prior, decoder, guide.
+    """
     from pyrovae.models.vae import VAE
 
     opts = _options(config, data_dim)
     likelihood = build_likelihood(config, data_dim)
-    prior = _call_with(registry.PRIORS.get(config.prior), opts)
+    prior_cls = registry.PRIORS.get(config.prior)
+    guide = None
+    if "guide" in inspect.signature(prior_cls).parameters:
+        guide = _call_with(registry.GUIDES.get(config.guide), opts)
+    prior_opts = {**opts, "guide": guide, "num_components": config.prior_components}
+    prior = _call_with(prior_cls, prior_opts)
     model = VAE(
         data_dim,
         config.latent_dim,
@@ -53,9 +63,32 @@ def build_model(config: RunConfig, data_dim: int) -> tuple[nn.Module, nn.Module]
         likelihood=likelihood,
         prior=prior,
         init=config.init,
+        decoder=_build_decoder(config, opts, likelihood.out_features),
     )
-    guide = _call_with(registry.GUIDES.get(config.guide), opts)
+    if guide is None:
+        guide = _call_with(registry.GUIDES.get(config.guide), opts)
+    if config.decoder == "bayesian":  # full VB: the guide named above is q(z|x); add q(θ)
+        from pyrovae.guides.bayesian import FullVBGuide
+
+        guide = _call_with(FullVBGuide, {**opts, "local": guide, "model": model})
     return model, guide
+
+
+def _build_decoder(config: RunConfig, opts: dict[str, Any], out_features: int) -> nn.Module | None:
+    """The decoder ``config.decoder`` names; None for "mlp", which the VAE builds itself."""
+    if config.decoder == "mlp":
+        return None
+    sizes = dict(
+        in_features=config.latent_dim,
+        hidden=list(reversed(config.hidden)),
+        out_features=out_features,
+    )
+    return _call_with(registry.DECODERS.get(config.decoder), {**opts, **sizes})
+
+
+def build_beta_schedule(config: RunConfig):
+    """The β schedule the config names (:data:`pyrovae.registry.BETA_SCHEDULES`)."""
+    return _call_with(registry.BETA_SCHEDULES.get(config.beta_schedule), config.to_dict())
 
 
 def count_parameters(module: nn.Module) -> int:

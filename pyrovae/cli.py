@@ -28,11 +28,23 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, DataError, DeviceError, RunError, TrainingError, registry.UnknownNameError)
 
 
+class Interrupted(click.ClickException):
+    """Training stopped by a signal: exit code 130, as a shell reports Ctrl-C."""
+
+    exit_code = 130
+
+
 def _run_safely(fn, *args, **kwargs):
+    from pyrovae.train import TrainingInterrupted
+
     try:
         return fn(*args, **kwargs)
+    except TrainingInterrupted as e:
+        raise Interrupted(str(e)) from None
     except _errors() as e:
         raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        raise click.ClickException("aborted; the last checkpoint is intact") from None
 
 
 def _int_list(ctx, param, value):
@@ -93,13 +105,52 @@ TRAIN_OPTIONS = [
         type=click.Choice(["identity", "sigmoid"]),
         help="Output map of Gaussian means [default: identity].",
     ),
-    click.option("--guide", type=_choice(registry.GUIDES), help="q(z|x) [default: diagonal]."),
-    click.option("--prior", type=_choice(registry.PRIORS), help="p(z) [default: standard]."),
+    click.option(
+        "--floor",
+        type=float,
+        help="σ floor ξ of bounded-gaussian (Mattei & Frellsen) [default: 0.01].",
+    ),
+    click.option(
+        "--info-max",
+        type=float,
+        help="Information budget I_max of baggins, nats per dimension [default: 3].",
+    ),
+    click.option(
+        "--floor-mode",
+        type=click.Choice(["max", "softplus"]),
+        help="How baggins applies its variance floor [default: max].",
+    ),
+    click.option(
+        "--guide",
+        type=_choice(registry.GUIDES),
+        help="q(z|x): diagonal (learned σ(x)) or constant (means only; Fyffe) [default: diagonal].",
+    ),
+    click.option(
+        "--posterior-scale",
+        type=float,
+        help="Posterior σ of the constant guide (initial value if learned) [default: 1].",
+    ),
+    click.option(
+        "--learn-scale",
+        type=click.Choice(["none", "scalar", "vector"]),
+        help="Constant guide: keep σ fixed, or learn one scalar / one per dimension.",
+    ),
+    click.option(
+        "--prior",
+        type=_choice(registry.PRIORS),
+        help="The marginal m(z): standard N(0, I), mixture (learned Gaussians) or vamp "
+        "(VampPrior) [default: standard].",
+    ),
+    click.option(
+        "--prior-components",
+        type=int,
+        help="Components K of the mixture / pseudo-inputs of the vamp prior [default: 10].",
+    ),
     click.option(
         "--objective",
         type=_choice(registry.OBJECTIVES),
-        help="trace = L^A (MC KL), meanfield = L^B (analytic KL), iwae = IWAE bound "
-        "[default: meanfield].",
+        help="trace = L^A (MC KL), meanfield = L^B (analytic KL), iwae = IWAE bound, "
+        "bilbo = Fyffe's batch bound (constant guide) [default: meanfield].",
     ),
     click.option("--particles", "-L", type=int, help="Samples per data point L [default: 1]."),
     click.option("--latent", "latent_dim", type=int, help="Latent size [default: 10]."),
@@ -133,6 +184,60 @@ TRAIN_OPTIONS = [
         "--iw-samples",
         type=int,
         help="Importance samples for the final test log-likelihood (0 = skip) [default: 100].",
+    ),
+    click.option(
+        "--nan-policy",
+        type=click.Choice(["stop", "rollback"]),
+        help="On a non-finite loss or gradient: stop, or roll back to the last good epoch "
+        "with half the learning rate [default: stop].",
+    ),
+    click.option("--max-rollbacks", type=int, help="Most rollbacks before stopping [default: 3]."),
+    click.option(
+        "--beta",
+        type=float,
+        help="Train D + βR (Alemi et al.): β < 1 favours rate, β > 1 compression; the test "
+        "ELBO stays β = 1 [default: 1].",
+    ),
+    click.option(
+        "--beta-schedule",
+        type=_choice(registry.BETA_SCHEDULES),
+        help="β per step: constant, linear warm-up from 0, or cyclical (Fu et al.) "
+        "[default: constant].",
+    ),
+    click.option("--beta-warmup", type=float, help="Epochs of the linear β warm-up [default: 5]."),
+    click.option("--beta-cycles", type=int, help="Cycles of the cyclical β schedule [default: 4]."),
+    click.option(
+        "--decoder",
+        type=_choice(registry.DECODERS),
+        help="mlp (point estimate) or bayesian (full variational Bayes over its weights, "
+        "Kingma & Welling app. F) [default: mlp].",
+    ),
+    click.option(
+        "--weight-prior",
+        type=_choice(registry.WEIGHT_PRIORS),
+        help="Prior on a bayesian decoder's weights: normal N(0, s²) or scale-mixture "
+        "(Blundell et al.) [default: normal].",
+    ),
+    click.option(
+        "--weight-prior-scale", type=float, help="s of the normal weight prior [default: 0.1]."
+    ),
+    click.option("--mixture-pi", type=float, help="π of the scale-mixture prior [default: 0.5]."),
+    click.option("--mixture-sigma1", type=float, help="Wide σ₁ of the scale mixture [default: 1]."),
+    click.option(
+        "--mixture-sigma2", type=float, help="Narrow σ₂ of the scale mixture [default: e^-6]."
+    ),
+    click.option(
+        "--weight-init-scale", type=float, help="Initial σ of q(θ) per weight [default: 0.03]."
+    ),
+    click.option(
+        "--weight-samples",
+        type=int,
+        help="Draws θ ~ q(θ) averaged by evaluation (bayesian decoder) [default: 10].",
+    ),
+    click.option(
+        "--init-from",
+        type=click.Path(exists=True, file_okay=False),
+        help="Seed q(θ)'s means (and the encoder) from a trained point-estimate run.",
     ),
 ]
 
@@ -189,8 +294,86 @@ def train(config_file, out, resume, overwrite, progress, **options):
     _run_safely(go)
 
 
+def _options_except(options, *names: str) -> list:
+    """The click option decorators of ``options`` whose parameter name is not in ``names``."""
+
+    def param_names(option) -> set[str]:
+        probe = option(lambda: None)
+        return {p.name for p in getattr(probe, "__click_params__", [])}
+
+    return [o for o in options if not param_names(o) & set(names)]
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML file of settings; command-line options override it.",
+)
+@click.option(
+    "--beta",
+    "betas",
+    default="0.1:1.1:0.1",
+    show_default=True,
+    help="β values: a comma list (0.1,0.5,1) and/or ranges start:stop:step (stop included).",
+)
+@click.option(
+    "--prior",
+    "priors",
+    type=_choice(registry.PRIORS),
+    multiple=True,
+    help="Marginal m(z), repeatable: each is its own series [default: standard].",
+)
+@_add_options(_options_except(TRAIN_OPTIONS, "prior", "beta"))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Sweep folder: one run per (prior, β) and summary/ [default: runs/sweep-DATASET].",
+)
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+def sweep(config_file, betas, priors, out, progress, **options):
+    """Train one run per marginal and β of D + βR; tabulate and plot the RD plane.
+
+    Alemi et al. (2018), "Fixing a Broken ELBO": rate R and distortion D of each
+    run on the test split (with β = 1), the RD plane, and reconstructions and
+    samples by β, in OUT/summary/. Rerunning the same command skips finished runs
+    and resumes interrupted ones.
+
+    \b
+    Examples:
+      pyrovae sweep --beta 0.1:1.1:0.1 --epochs 10 --out runs/rd
+      pyrovae sweep --beta 0.1,0.5,1 --prior standard --prior vamp --objective trace
+    """
+    from pyrovae.config import RunConfig, load_toml
+    from pyrovae.sweep import parse_betas, table_markdown
+    from pyrovae.sweep import sweep as run_sweep
+
+    def go():
+        values = load_toml(config_file) if config_file else {}
+        values.setdefault("dataset", "mnist-binarized")
+        values.update({k: v for k, v in options.items() if v is not None})
+        beta_values = parse_betas(betas)
+        config = RunConfig.from_dict(values, source=config_file or "options")
+        folder = Path(out or Path("runs") / f"sweep-{config.dataset}")
+        result = run_sweep(
+            config,
+            beta_values,
+            priors or ("standard",),
+            folder,
+            progress=progress,
+            log=click.echo,
+        )
+        click.echo(f"summary written to {result.summary_dir}")
+        click.echo(table_markdown(result.rows), nl=False)
+
+    _run_safely(go)
+
+
 def _print_summary(summary: dict) -> None:
-    keys = ["test_elbo", "test_rate", "test_distortion", "test_iw_log_likelihood", "test_mse"]
+    keys = ["test_elbo", "test_rate", "test_distortion", "test_weight_kl"]
+    keys += ["test_iw_log_likelihood", "test_mse", "test_reconstruction_sd"]
     for k in keys:
         if k in summary:
             click.echo(f"  {k:24s} {summary[k]:12.4f}")
@@ -259,10 +442,11 @@ def evaluate(
             raise click.BadParameter("--samples must be >= 0")
         config, model, guide, info = _load(run_dir, device)
         data = _dataset_for(config, info, dataset, data_dir)
-        x = data.split(split)[:limit].to(next(model.parameters()).device)
+        x = data.split(split)[:limit].to(next(guide.parameters()).device)
         model.likelihood.check_data(x)
         pyro.set_rng_seed(seed)
-        terms = elbo_terms(model, guide, x, batch_size=batch_size)
+        num_train = info.get("num_train") or data.train.shape[0]  # full VB: weight KL / N
+        terms = elbo_terms(model, guide, x, batch_size=batch_size, num_data=num_train)
         out = {f"{k}": v.mean().item() for k, v in terms.items()}
         if samples:
             ll = iw_log_likelihood(
@@ -302,9 +486,11 @@ def sample(run_dir, num, seed, out, save_tensor, device):
         import torch
 
         from pyrovae import plots
+        from pyrovae.infer import full_vb
         from pyrovae.run import RunFolder, atomic_write
 
         config, model, guide, info = _load(run_dir, device)
+        model = full_vb.plug_in(model, guide)  # a Bayesian decoder samples at q(θ)'s mean
         pyro.set_rng_seed(seed)
         x = model.sample(num).cpu()
         path = Path(out) if out else RunFolder(run_dir).plots / f"samples-{seed}.png"
@@ -337,9 +523,11 @@ def manifold(run_dir, grid, out, device):
     def go():
         from pyrovae import plots
         from pyrovae.config import ConfigError
+        from pyrovae.infer import full_vb
         from pyrovae.run import RunFolder
 
         config, model, guide, info = _load(run_dir, device)
+        model = full_vb.plug_in(model, guide)  # a Bayesian decoder decodes at q(θ)'s mean
         if model.latent_dim != 2:
             raise ConfigError(
                 f"the manifold plot needs a 2-D latent space; this run has {model.latent_dim} "
@@ -354,6 +542,105 @@ def manifold(run_dir, grid, out, device):
             title="learned manifold",
         )
         click.echo(f"wrote {path}")
+
+    _run_safely(go)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option(
+    "--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True
+)
+@click.option("--limit", type=click.IntRange(1), default=200, show_default=True, help="Points.")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option(
+    "--psis-samples",
+    type=click.IntRange(20),
+    default=500,
+    show_default=True,
+    help="Draws z ~ q(z|x) per point for the guide's PSIS k̂.",
+)
+@click.option("--chains", type=click.IntRange(1), default=2, show_default=True)
+@click.option(
+    "--draws", type=click.IntRange(1), default=100, show_default=True, help="Draws per chain."
+)
+@click.option(
+    "--iw-samples",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Importance samples of z per point and weight draw for the log-likelihoods.",
+)
+@click.option(
+    "--sites", default=None, help="Weight sites to summarise, comma-separated [default: all]."
+)
+@click.option(
+    "--entries",
+    type=click.IntRange(0),
+    default=4,
+    show_default=True,
+    help="First entries of each weight site to keep (0 = all; a 784×500 matrix is a lot).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Folder [default: RUN/diagnostics].")
+def diagnose(
+    run_dir,
+    split,
+    limit,
+    data_dir,
+    psis_samples,
+    chains,
+    draws,
+    iw_samples,
+    sites,
+    entries,
+    seed,
+    device,
+    out,
+):
+    """Posterior diagnostics of a run with ArviZ.
+
+    \b
+    Every run: PSIS k̂ of the guide q(z|x) per point (Yao et al. 2018); k̂ > 0.7
+    means q misses posterior mass for that point (khat.png, diagnostics.json).
+    Bayesian decoder (full VB): draws of the weights from q(θ) as chains,
+    az.summary (summary.csv), LOO and WAIC from per-point log-likelihoods, trace and
+    posterior plots, and the InferenceData (inference_data.nc).
+    """
+
+    def go():
+        import pandas as pd
+
+        from pyrovae.diagnostics import diagnose_run
+
+        site_list = [s.strip() for s in sites.split(",") if s.strip()] if sites else None
+        try:
+            result = diagnose_run(
+                run_dir,
+                out=out,
+                split=split,
+                limit=limit,
+                data_dir=data_dir,
+                psis_samples=psis_samples,
+                num_chains=chains,
+                num_draws=draws,
+                iw_samples=iw_samples,
+                sites=site_list,
+                entries=entries or None,
+                seed=seed,
+                device=device,
+            )
+        except ValueError as e:  # e.g. an unknown site name
+            raise click.ClickException(str(e).splitlines()[0]) from None
+        if result.summary is not None:
+            with pd.option_context("display.width", 120, "display.max_columns", 20):
+                click.echo(result.summary.to_string())
+        report = result.to_dict()
+        for key in ("loo", "waic", "guide_khat", "max_r_hat", "min_ess_bulk", "notes"):
+            if report.get(key) is not None:
+                click.echo(f"{key}: {json.dumps(report[key])}")
+        click.echo(f"wrote {', '.join(Path(p).name for p in result.paths.values())}")
 
     _run_safely(go)
 

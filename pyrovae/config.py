@@ -25,6 +25,15 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+#: settings of a run that do not define its model: they may change when a run is resumed
+RUN_SETTINGS = ("epochs", "device", "data_dir")
+
+
+def model_settings(config: dict) -> dict:
+    """The part of a config dict that defines the model, guide and training (not RUN_SETTINGS)."""
+    return {k: v for k, v in config.items() if k not in RUN_SETTINGS}
+
+
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key and the fix."""
 
@@ -61,6 +70,31 @@ class RunConfig:
     device: str = "auto"
     eval_samples: int = 1
     iw_samples: int = 100
+    # what a non-finite loss or gradient does: stop, or roll back and halve the lr
+    nan_policy: str = "stop"
+    max_rollbacks: int = 3
+    # Fyffe / Mattei & Frellsen parts
+    floor: float = 0.01
+    info_max: float = 3.0
+    floor_mode: str = "max"
+    posterior_scale: float = 1.0
+    learn_scale: str = "none"
+    # Alemi et al. (2018): the objective D + βR and learned marginals
+    beta: float = 1.0
+    beta_schedule: str = "constant"
+    beta_warmup: float = 5.0
+    beta_cycles: int = 4
+    prior_components: int = 10
+    # Kingma & Welling (2013) app. F: full variational Bayes over the decoder's weights
+    decoder: str = "mlp"
+    weight_prior: str = "normal"
+    weight_prior_scale: float = 0.1
+    mixture_pi: float = 0.5
+    mixture_sigma1: float = 1.0
+    mixture_sigma2: float = math.exp(-6.0)
+    weight_init_scale: float = 0.03
+    weight_samples: int = 10
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,6 +125,8 @@ class RunConfig:
             _check(reg, name)
         if self.likelihood != "auto":
             _check(registry.LIKELIHOODS, self.likelihood)
+        _check_rate_distortion(self)
+        _check_full_vb(self)
         for key in ("particles", "latent_dim", "batch_size", "eval_samples"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
@@ -111,6 +147,80 @@ class RunConfig:
             raise ConfigError(f"init must be 'default' or 'aevb', got {self.init!r}")
         if self.mean_activation not in ("identity", "sigmoid"):
             raise ConfigError("mean_activation must be 'identity' or 'sigmoid'")
+        for key in ("floor", "info_max", "posterior_scale"):
+            v = getattr(self, key)
+            if not (isinstance(v, (int, float)) and 0 < v < math.inf):
+                raise ConfigError(f"{key} must be a positive number, got {v!r}")
+        if self.nan_policy not in ("stop", "rollback"):
+            raise ConfigError(f"nan_policy must be 'stop' or 'rollback', got {self.nan_policy!r}")
+        if (
+            isinstance(self.max_rollbacks, bool)
+            or not isinstance(self.max_rollbacks, int)
+            or (self.max_rollbacks < 0)
+        ):
+            raise ConfigError(
+                f"max_rollbacks must be a whole number >= 0, got {self.max_rollbacks!r}"
+            )
+        if self.floor_mode not in ("max", "softplus"):
+            raise ConfigError(f"floor_mode must be 'max' or 'softplus', got {self.floor_mode!r}")
+        if self.learn_scale not in ("none", "scalar", "vector"):
+            raise ConfigError(
+                f"learn_scale must be 'none', 'scalar' or 'vector', got {self.learn_scale!r}"
+            )
+
+
+def _number(cfg: RunConfig, key: str) -> float:
+    v = getattr(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
+        raise ConfigError(f"{key} must be a number >= 0, got {v!r}")
+    return float(v)
+
+
+def _check_rate_distortion(cfg: RunConfig) -> None:
+    """β options (D + βR, Alemi et al. 2018) and the marginal's component count."""
+    cfg.beta, cfg.beta_warmup = _number(cfg, "beta"), _number(cfg, "beta_warmup")
+    _check(registry.BETA_SCHEDULES, cfg.beta_schedule)
+    for key in ("beta_cycles", "prior_components"):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {v!r}")
+    if cfg.beta != 1.0 or cfg.beta_schedule != "constant":
+        from pyrovae.infer.beta import beta_unsupported_reason
+
+        reason = beta_unsupported_reason(registry.OBJECTIVES.get(cfg.objective))
+        if reason is not None:
+            raise ConfigError(
+                f"objective {cfg.objective!r} cannot train D + βR (beta {cfg.beta:g}, schedule "
+                f"{cfg.beta_schedule!r}): {reason}; use beta 1 with the constant schedule, or "
+                "objective trace or meanfield"
+            )
+
+
+def _check_full_vb(cfg: RunConfig) -> None:
+    """Options of the Bayesian decoder (full variational Bayes, Kingma & Welling app. F)."""
+    _check(registry.DECODERS, cfg.decoder)
+    _check(registry.WEIGHT_PRIORS, cfg.weight_prior)
+    for key in ("weight_prior_scale", "mixture_sigma1", "mixture_sigma2", "weight_init_scale"):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+            raise ConfigError(f"{key} must be a positive number, got {v!r}")
+    if not (isinstance(cfg.mixture_pi, (int, float)) and 0 < cfg.mixture_pi < 1):
+        raise ConfigError(f"mixture_pi must be in (0, 1), got {cfg.mixture_pi!r}")
+    if not cfg.mixture_sigma2 < cfg.mixture_sigma1:
+        raise ConfigError("mixture_sigma2 (the narrow scale) must be below mixture_sigma1")
+    if isinstance(cfg.weight_samples, bool) or not isinstance(cfg.weight_samples, int):
+        raise ConfigError(f"weight_samples must be a positive integer, got {cfg.weight_samples!r}")
+    if cfg.weight_samples < 1:
+        raise ConfigError(f"weight_samples must be a positive integer, got {cfg.weight_samples!r}")
+    if cfg.decoder != "bayesian":
+        if cfg.init_from is not None:
+            raise ConfigError("init_from seeds a Bayesian decoder: pass decoder='bayesian' too")
+        return
+    if cfg.objective not in ("trace", "meanfield"):
+        raise ConfigError(
+            f"objective {cfg.objective!r} needs every site inside the data plate, but a "
+            "Bayesian decoder's weights are global: use objective trace or meanfield"
+        )
 
 
 def _check(reg: registry.Registry, name: str) -> None:

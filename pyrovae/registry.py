@@ -78,6 +78,9 @@ LIKELIHOODS = Registry(
         "gaussian-fixed": "pyrovae.models.likelihoods:GaussianFixed",
         "mse": "pyrovae.models.likelihoods:MSE",
         "gaussian-learned": "pyrovae.models.likelihoods:GaussianLearned",
+        "gaussian-shared": "pyrovae.models.gaussian_heads:GaussianShared",
+        "bounded-gaussian": "pyrovae.models.gaussian_heads:BoundedGaussian",
+        "baggins": "pyrovae.models.gaussian_heads:Baggins",
     },
 )
 
@@ -85,6 +88,7 @@ GUIDES = Registry(
     "guide",
     {
         "diagonal": "pyrovae.guides.diagonal:DiagonalGaussian",
+        "constant": "pyrovae.guides.constant:ConstantVariance",
     },
 )
 
@@ -92,6 +96,8 @@ PRIORS = Registry(
     "prior",
     {
         "standard": "pyrovae.models.priors:StandardNormal",
+        "mixture": "pyrovae.models.marginals:MixtureOfGaussians",
+        "vamp": "pyrovae.models.marginals:VampPrior",
     },
 )
 
@@ -101,6 +107,7 @@ OBJECTIVES = Registry(
         "trace": "pyro.infer:Trace_ELBO",
         "meanfield": "pyro.infer:TraceMeanField_ELBO",
         "iwae": "pyrovae.infer.iwae:IWAE_ELBO",
+        "bilbo": "pyrovae.infer.bilbo:BILBO",
     },
 )
 
@@ -123,6 +130,43 @@ ACTIVATIONS = Registry(
     },
 )
 
+BETA_SCHEDULES = Registry(
+    "beta schedule",
+    {
+        "constant": "pyrovae.infer.schedules:Constant",
+        "linear": "pyrovae.infer.schedules:LinearWarmup",
+        "cyclical": "pyrovae.infer.schedules:Cyclical",
+    },
+)
+
+DECODERS = Registry(
+    "decoder",
+    {
+        "mlp": "pyrovae.nets:mlp",
+        "bayesian": "pyrovae.models.bayesian:bayesian_decoder",
+    },
+)
+
+WEIGHT_PRIORS = Registry(
+    "weight prior",
+    {
+        "normal": "pyrovae.models.weight_priors:NormalWeightPrior",
+        "scale-mixture": "pyrovae.models.weight_priors:ScaleMixtureWeightPrior",
+    },
+)
+
 ALL = {
-    r.kind: r for r in (DATASETS, LIKELIHOODS, GUIDES, PRIORS, OBJECTIVES, OPTIMIZERS, ACTIVATIONS)
+    r.kind: r
+    for r in (
+        DATASETS,
+        LIKELIHOODS,
+        GUIDES,
+        PRIORS,
+        OBJECTIVES,
+        OPTIMIZERS,
+        ACTIVATIONS,
+        BETA_SCHEDULES,
+        DECODERS,
+        WEIGHT_PRIORS,
+    )
 }

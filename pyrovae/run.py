@@ -16,6 +16,7 @@ new file, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -66,6 +67,7 @@ class RunFolder:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
     summary_path = property(lambda self: self.path / "summary.json")
+    status_path = property(lambda self: self.path / "status.json")
     plots = property(lambda self: self.path / "plots")
 
     def exists(self) -> bool:
@@ -94,6 +96,13 @@ class RunFolder:
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary_path, summary)
+
+    def write_status(self, state: str, **info) -> None:
+        """Record where the run stands: running, interrupted, failed or complete."""
+        write_json(self.status_path, {"state": state, **info})
+
+    def read_status(self) -> dict:
+        return json.loads(self.status_path.read_text()) if self.status_path.exists() else {}
 
     def read_summary(self) -> dict:
         return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
@@ -124,6 +133,57 @@ class RunFolder:
     def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict:
         return load_checkpoint(self.checkpoint_path, map_location)
 
+    # -- exclusive use --------------------------------------------------------
+    lock_path = property(lambda self: self.path / ".lock")
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold ``RUN/.lock`` (created exclusively, holding our pid) while writing the run.
+
+        A second process that tries to write the same folder gets a :class:`RunError`
+        naming the holder. A lock left by a process that no longer exists is taken over.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                holder = _lock_holder(self.lock_path)
+                if holder is not None and _alive(holder):
+                    raise RunError(
+                        f"{self.path} is in use by process {holder}; wait for it to finish, "
+                        "or stop it, before writing this run"
+                    ) from None
+                self.lock_path.unlink(missing_ok=True)  # stale: its process is gone
+        else:  # pragma: no cover - lost a race twice
+            raise RunError(f"could not lock {self.path}; try again")
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            yield self
+        finally:
+            self.lock_path.unlink(missing_ok=True)
+
+
+def _lock_holder(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read a pyrovae checkpoint safely; a damaged or foreign file is a :class:`RunError`."""
@@ -134,6 +194,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split(". ")[0]  # torch appends paragraphs of advice
         raise RunError(
             f"{path} is not a readable pyrovae checkpoint ({first}); it may be truncated or "
             "from another program: delete it and retrain, or resume from an intact copy"
@@ -143,14 +204,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def load_run(path: str | os.PathLike, device: str = "cpu"):
+def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str | None = None):
     """Rebuild a run's model and guide from ``config.json`` and load ``checkpoint.pt``.
+
+    :param checkpoint: another checkpoint file of the same run (e.g. a selected epoch's).
 
     :returns: ``(config, model, guide, info)`` with ``info`` the rest of config.json
         (``data_dim``, ``image_shape``) and the checkpoint's ``epoch``.
     """
     from pyrovae.build import build_model
-    from pyrovae.config import ConfigError, RunConfig
+    from pyrovae.config import ConfigError, RunConfig, model_settings
     from pyrovae.device import resolve_device
 
     run = RunFolder(path).require()
@@ -161,10 +224,12 @@ def load_run(path: str | os.PathLike, device: str = "cpu"):
     except (KeyError, TypeError, ConfigError) as e:
         raise RunError(f"{run.config_path} is not a valid pyrovae run config ({e})") from None
     dev = resolve_device(device)
-    state = run.load_checkpoint(map_location=dev)
-    if state.get("config") != saved["config"] or state.get("data_dim") != data_dim:
+    state = load_checkpoint(checkpoint or run.checkpoint_path, map_location=dev)
+    same_model = model_settings(state.get("config") or {}) == model_settings(saved["config"])
+    if not same_model or state.get("data_dim") != data_dim:
         raise RunError(
-            f"{run.checkpoint_path} belongs to another model than {run.config_path}; "
+            f"{checkpoint or run.checkpoint_path} belongs to another model than "
+            f"{run.config_path}; "
             "the run folder is inconsistent: retrain it"
         )
     model, guide = build_model(config, data_dim)

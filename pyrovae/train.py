@@ -11,6 +11,13 @@ to run several models side by side; every pyrovae objective has a
 With the data plate's size set to N, a minibatch loss estimates the
 full-dataset negative ELBO; per-data-point numbers are ``loss / N``.
 
+The loss is ``D + βR`` (:class:`~pyrovae.infer.beta.BetaScaled`; Alemi et al.
+2018) with β from ``config.beta_schedule``, set before every step as a pure
+function of the position ``epoch + step / steps per epoch``; β = 1 is the
+objective itself, bit for bit. Each metrics row carries the epoch's last
+``beta``; in an epoch where β ≠ 1 the training number is ``train_beta_elbo``
+(``−(D + βR)``) instead of ``train_elbo``. Test numbers are always the β = 1 ELBO.
+
 Reproducibility: the data order of epoch ``e`` comes from a generator seeded
 by ``(seed, e)``, and the global torch RNG state (used by ``pyro.sample``) is
 saved in every checkpoint, so a resumed run repeats the uninterrupted one.
@@ -19,8 +26,10 @@ saved in every checkpoint, so a resumed run repeats the uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,21 +41,36 @@ import torch
 from torch import nn
 
 import pyrovae
-from pyrovae import registry
-from pyrovae.build import build_model, count_parameters, resolve_likelihood
-from pyrovae.config import ConfigError, RunConfig
+from pyrovae import faults, registry
+from pyrovae.build import (
+    build_beta_schedule,
+    build_model,
+    count_parameters,
+    resolve_likelihood,
+)
+from pyrovae.config import RUN_SETTINGS, ConfigError, RunConfig
 from pyrovae.device import resolve_device
+from pyrovae.infer import full_vb
+from pyrovae.infer.beta import BetaScaled
 from pyrovae.infer.evaluation import elbo_terms, iw_log_likelihood, reconstruction_mse
 from pyrovae.infer.objectives import make_objective
 from pyrovae.run import CHECKPOINT_FORMAT, RunError, RunFolder
 
 EVAL_BATCH = 1000
-# config keys that may differ between a run and its resumption
-RESUMABLE_CHANGES = ("epochs", "device", "data_dir")
+# importance samples × data points per vectorised pass: bounds evaluation memory (~60 MB at D=784)
+IW_ROWS = 20_000
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); earlier results are kept."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGINT or SIGTERM stopped training after a step; the checkpoint holds that step."""
+
+
+class _RolledBack(Exception):
+    """A faulty step was undone by restoring the last good state (nan_policy="rollback")."""
 
 
 @dataclass
@@ -125,8 +149,15 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.guide = guide.to(self.device)
-        self.objective = make_objective(config.objective, config.particles)
-        self.loss_fn = self.objective(self.model, self.guide)
+        # a Bayesian decoder's weights are global: its particles cannot share one vectorised pass
+        self.objective = make_objective(
+            config.objective, config.particles, vectorize_particles=config.decoder != "bayesian"
+        )
+        # D + βR (Alemi et al. 2018); β is set before every step from the schedule
+        self.beta_schedule = build_beta_schedule(config)
+        self.beta_objective = BetaScaled(self.objective, beta=self.beta_schedule(0.0))
+        self._epoch_betas: list[float] = []
+        self.loss_fn = self.beta_objective(self.model, self.guide)
         opt_cls = registry.OPTIMIZERS.get(config.optimizer)
         self.optimizer = opt_cls(
             self.loss_fn.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -137,6 +168,13 @@ class Trainer:
         self.step = 0
         self.metrics: list[dict] = []
         self.test = dataset.test.to(self.device)
+        # position inside an epoch interrupted by a signal: batches done and their loss sum
+        self.position = 0
+        self.partial = torch.zeros((), device=self.device)
+        self.stop_requested = False  # set by a signal handler; honoured after the next step
+        self.rollbacks = 0
+        self.rolled_back: list[str] = []  # what each rollback undid
+        self._good_state: dict | None = None
 
     # -- state --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -147,6 +185,10 @@ class Trainer:
             "data_dim": self.dataset.data_dim,
             "epoch": self.epoch,
             "step": self.step,
+            "position": self.position,
+            "partial": self.partial.detach().cpu(),
+            "rollbacks": self.rollbacks,
+            "metrics": [dict(r) for r in self.metrics],
             "model": self.model.state_dict(),
             "guide": self.guide.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -159,6 +201,10 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.position = int(state.get("position", 0))
+        self.partial = state.get("partial", torch.zeros(())).to(self.device)
+        self.rollbacks = int(state.get("rollbacks", 0))
+        self.metrics = [dict(r) for r in state.get("metrics", [])]
 
     # -- one epoch ----------------------------------------------------------
     def _batches(self, epoch: int):
@@ -169,48 +215,117 @@ class Trainer:
             x = train[idx]
             if self.dataset.dynamic_binarization:
                 x = torch.bernoulli(x, generator=gen)
+            if self.device.type == "cuda":  # pinned host memory: the copy overlaps compute
+                x = x.pin_memory()
             yield x.to(self.device, non_blocking=True)
 
-    def train_epoch(self) -> dict[str, float]:
-        """One pass over the training set; returns the epoch's metrics row."""
+    def train_pass(self) -> tuple[float, float]:
+        """One pass over the training set: ``(train ELBO per data point, seconds)``."""
         n = self.dataset.train.shape[0]
         num_batches = math.ceil(n / self.config.batch_size)
-        total = torch.zeros((), device=self.device)
         self.model.train()
         self.guide.train()
         start = time.perf_counter()
         label = f"epoch {self.epoch + 1}/{self.config.epochs}"
         with _progress(num_batches, label, self.progress) as bar:
-            for x in self._batches(self.epoch):
-                loss = self.loss_fn(x, num_data=n)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"non-finite loss at epoch {self.epoch + 1}, step {self.step + 1}; "
-                        "the last checkpoint is intact: lower --lr or use a bounded likelihood"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                total += loss.detach() * (x.shape[0] / n)
-                self.step += 1
+            self._epoch_betas = []
+            for i, x in enumerate(self._batches(self.epoch)):
+                self.beta_objective.beta = self.beta_schedule(self.epoch + i / num_batches)
+                self._epoch_betas.append(self.beta_objective.beta)
+                if i < self.position:  # done before an interruption: same batches, same RNG
+                    continue
+                self._step(x, n)
+                self.position = i + 1
                 if bar is not None:
                     bar.update(1)
+                if self.stop_requested:
+                    raise TrainingInterrupted(
+                        f"interrupted at epoch {self.epoch + 1}, step {self.step}"
+                    )
         seconds = time.perf_counter() - start
         self.epoch += 1
-        row = {
-            "epoch": self.epoch,
-            "step": self.step,
-            "train_elbo": -(total / n).item(),
-            "seconds": seconds,
-        }
-        row.update(self.evaluate_test())
+        total, self.partial, self.position = self.partial, torch.zeros_like(self.partial), 0
+        return -(total / n).item(), seconds
+
+    def _step(self, x: torch.Tensor, n: int) -> None:
+        """One optimiser step; a non-finite loss or gradient never reaches the parameters."""
+        try:
+            loss = self.loss_fn(x, num_data=n)
+        except ValueError as e:  # a distribution refused a non-finite or invalid parameter
+            self._numerical_fault(faults.first_line(e))
+        self.optimizer.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+        if not faults.step_is_finite(loss, self.loss_fn.parameters()):
+            self._numerical_fault(faults.describe_fault(self.model, self.guide, x, n, loss))
+        self.optimizer.step()
+        self.partial += loss.detach() * (x.shape[0] / n)
+        self.step += 1
+
+    def _numerical_fault(self, what: str, updated: bool = False) -> None:
+        """Stop with a message naming the faulty site, or roll back (``nan_policy``).
+
+        :param updated: the fault appeared after the epoch's last step (in evaluation).
+        """
+        where = (
+            f"the end of epoch {self.epoch}"
+            if updated
+            else f"epoch {self.epoch + 1}, step {self.step + 1}"
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        policy = self.config.nan_policy
+        if policy == "rollback" and self._good_state is not None:
+            if self.rollbacks < self.config.max_rollbacks:
+                self.rollbacks += 1
+                rollbacks = self.rollbacks
+                self.load_state_dict(self._good_state)
+                self.rollbacks = rollbacks
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.config.lr * 0.5**rollbacks
+                raise _RolledBack(f"{what} at {where}")
+            raise TrainingError(
+                f"{what} at {where}, after {self.rollbacks} rollbacks with halved learning "
+                "rates; the last checkpoint is intact: lower --lr or use a bounded likelihood"
+            )
+        raise TrainingError(
+            f"{what} at {where}; {'' if updated else 'the parameters were not updated and '}"
+            "the last checkpoint is intact: lower --lr, use a bounded likelihood, or pass "
+            "--nan-policy rollback"
+        )
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training set, then the test evaluation: the epoch's metrics row."""
+        train_elbo, seconds = self.train_pass()
+        row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo, "seconds": seconds}
+        self._log_beta(row)
+        try:
+            row.update(self.evaluate_test())
+        except ValueError as e:  # the step just taken produced invalid parameters
+            self._numerical_fault(f"evaluation failed ({faults.first_line(e)})", updated=True)
         return row
+
+    def _log_beta(self, row: dict) -> None:
+        """Add the epoch's last β; with β ≠ 1 the training number is −(D + βR), not the ELBO."""
+        if not self._epoch_betas:
+            return
+        row["beta"] = self._epoch_betas[-1]
+        if any(b != 1.0 for b in self._epoch_betas):
+            row["train_beta_elbo"] = row.pop("train_elbo")
+
+    def _eval_mode(self) -> None:
+        """Evaluation mode; a batch-level likelihood (BAGGINS) is frozen at its training-set
+        aggregate (once per step), so test numbers do not depend on the test batch size."""
+        self.model.eval()
+        self.guide.eval()
+        freeze = getattr(self.model.likelihood, "freeze", None)
+        if freeze is not None and getattr(self, "_frozen_at", None) != self.step:
+            freeze(self.model, self.guide, self.dataset.train, batch_size=EVAL_BATCH)
+            self._frozen_at = self.step
 
     @torch.no_grad()
     def evaluate_test(self) -> dict[str, float]:
         """Test ELBO, rate and distortion per data point (analytic KL where available)."""
-        self.model.eval()
-        self.guide.eval()
+        self._eval_mode()
         start = time.perf_counter()
         terms = elbo_terms(
             self.model,
@@ -219,27 +334,44 @@ class Trainer:
             num_samples=self.config.eval_samples,
             analytic_kl=True,
             batch_size=EVAL_BATCH,
+            num_data=self.dataset.train.shape[0],  # full VB: the ELBO includes weight KL / N
         )
         out = {f"test_{k}": v.mean().item() for k, v in terms.items()}
         out["eval_seconds"] = time.perf_counter() - start
         return out
 
     def fit(self) -> list[dict]:
-        """Train until ``config.epochs``, checkpointing and logging after every epoch."""
+        """Train until ``config.epochs``, checkpointing and logging after every epoch.
+
+        The checkpoint is written before the metrics and holds them too, so a process
+        killed between the two writes loses nothing. With ``nan_policy="rollback"``
+        a faulty step restores the state at the end of the last good epoch and halves
+        the learning rate (at most ``max_rollbacks`` times).
+        """
+        self._good_state = copy.deepcopy(self.state_dict())
         while self.epoch < self.config.epochs:
-            row = self.train_epoch()
+            try:
+                row = self.train_epoch()
+            except _RolledBack as e:
+                self.rolled_back.append(str(e))
+                continue
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
             self.metrics.append(row)
-            if self.run is not None:
-                self.run.save_checkpoint(self.state_dict())
-                self.run.write_metrics(self.metrics)
+            self.save()
+            self._good_state = copy.deepcopy(self.state_dict())
         return self.metrics
+
+    def save(self) -> None:
+        """Checkpoint (atomically), then rewrite the metrics from the same rows."""
+        if self.run is not None:
+            self.run.save_checkpoint(self.state_dict())
+            self.run.write_metrics(self.metrics)
 
     # -- final evaluation ---------------------------------------------------
     @torch.no_grad()
     def summarize(self) -> dict[str, Any]:
         """Final test numbers: ELBO, rate, distortion, IW log-likelihood, MSE."""
-        self.model.eval()
-        self.guide.eval()
+        self._eval_mode()
         summary: dict[str, Any] = dict(self.metrics[-1]) if self.metrics else {}
         summary.pop("seconds", None)
         summary.pop("eval_seconds", None)
@@ -253,7 +385,7 @@ class Trainer:
                 self.test,
                 self.config.iw_samples,
                 chunk_size=min(self.config.iw_samples, 100),
-                batch_size=EVAL_BATCH,
+                batch_size=max(1, IW_ROWS // min(self.config.iw_samples, 100)),
             )
             summary["test_iw_log_likelihood"] = ll.mean().item()
             summary["iw_samples"] = self.config.iw_samples
@@ -262,6 +394,12 @@ class Trainer:
             .mean()
             .item()
         )
+        if full_vb.is_full_vb(self.guide):
+            spread = full_vb.reconstruction_spread(
+                self.model, self.guide, self.test, batch_size=EVAL_BATCH
+            )
+            summary["test_reconstruction_sd"] = spread.mean().item()
+            summary["weight_samples"] = self.guide.num_weight_samples
         summary["train_seconds"] = sum(r["seconds"] for r in self.metrics)
         summary["parameters"] = {
             "model": count_parameters(self.model),
@@ -276,10 +414,12 @@ class Trainer:
         return summary
 
 
-def _prepare_folder(run: RunFolder, resume: bool, overwrite: bool) -> bool:
-    """Make ``run`` ready; returns True when an existing checkpoint should be resumed."""
+def _check_folder(run: RunFolder, resume: bool, overwrite: bool) -> bool:
+    """Refuse a folder this run may not write (read-only); True when it should be resumed."""
     if resume and overwrite:
         raise RunError("--resume and --overwrite contradict each other; pass one")
+    if run.path.exists() and not run.path.is_dir():
+        raise RunError(f"{run.path} is a file, not a folder; choose another --out folder")
     if run.exists():
         if resume:
             return run.checkpoint_path.exists()
@@ -288,18 +428,28 @@ def _prepare_folder(run: RunFolder, resume: bool, overwrite: bool) -> bool:
                 f"{run.path} already holds a run; pass --resume to continue it, --overwrite to "
                 "replace it, or choose another --out folder"
             )
-        for p in (run.checkpoint_path, run.metrics_path, run.summary_path, run.config_path):
-            p.unlink(missing_ok=True)
-        shutil.rmtree(run.plots, ignore_errors=True)
-    elif run.path.exists() and any(run.path.iterdir()) and not overwrite:
+    elif run.path.exists() and any(p.name != ".lock" for p in run.path.iterdir()):
         raise RunError(f"{run.path} exists and is not empty; choose another --out folder")
-    run.path.mkdir(parents=True, exist_ok=True)
     return False
 
 
+def _clear(run: RunFolder) -> None:
+    """Delete the files of the run in ``run`` (``--overwrite``), nothing else."""
+    for p in (
+        run.checkpoint_path,
+        run.metrics_path,
+        run.summary_path,
+        run.config_path,
+        run.status_path,
+    ):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(run.plots, ignore_errors=True)
+
+
 def _check_resumable(saved: dict, config: RunConfig, path: Path) -> None:
-    now = config.to_dict()
-    diff = [k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    now, default = config.to_dict(), RunConfig().to_dict()
+    # a key the saved run lacks (an older pyrovae) had its default value
+    diff = [k for k in now if k not in RUN_SETTINGS and saved.get(k, default[k]) != now[k]]
     if diff:
         raise RunError(
             f"cannot resume {path}: the run was trained with different {', '.join(diff)}; "
@@ -328,7 +478,7 @@ def train(
     config.validate()
     resolve_device(config.device)
     run = RunFolder(out) if out is not None else None
-    resuming = _prepare_folder(run, resume, overwrite) if run is not None else False
+    resuming = _check_folder(run, resume, overwrite) if run is not None else False
     dataset = dataset if dataset is not None else load_data(config)
     config.likelihood = resolve_likelihood(config, dataset.binary)
     if resuming:
@@ -337,25 +487,86 @@ def train(
     pyro.set_rng_seed(config.seed)
     model, guide = build_model(config, dataset.data_dim)
     check_data(model.likelihood, dataset)
+    fit_scale = getattr(model.likelihood, "fit_data_scale", None)
+    if fit_scale is not None:  # BAGGINS: the data-scale normalisation is part of the model
+        fit_scale(dataset.train, guide)
+    if config.init_from is not None and not resuming:
+        full_vb.initialise_from_run(model, guide, config.init_from)
     trainer = Trainer(config, dataset, model, guide, run=run, progress=progress)
-    if run is not None:
-        if resuming:
-            trainer.load_state_dict(run.load_checkpoint(map_location=trainer.device))
-            trainer.metrics = [r for r in run.read_metrics() if r["epoch"] <= trainer.epoch]
-        run.write_config(
-            {
-                "config": config.to_dict(),
-                "data_dim": dataset.data_dim,
-                "image_shape": list(dataset.image_shape),
-                "pyrovae_version": pyrovae.__version__,
-            }
+    if run is None:
+        trainer.fit()
+        return TrainResult(
+            trainer.model, trainer.guide, config, trainer.metrics, trainer.summarize(), None
         )
-    trainer.fit()
-    summary = trainer.summarize()
-    if run is not None:
-        run.write_summary(summary)
-        if plots:
-            from pyrovae.report import write_plots
+    with run.locked():
+        if overwrite:
+            _clear(run)
+        return _train_in_folder(trainer, run, resuming, dataset, plots)
 
-            write_plots(run, trainer.model, trainer.guide, dataset, trainer.metrics)
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer):
+    """SIGINT/SIGTERM ask the trainer to stop after its current step; a second one aborts."""
+    if not _is_main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _train_in_folder(trainer: Trainer, run: RunFolder, resuming: bool, dataset, plots: bool):
+    config = trainer.config
+    if resuming:
+        state = run.load_checkpoint(map_location=trainer.device)
+        trainer.load_state_dict(state)
+        if "metrics" not in state:  # a checkpoint from before metrics were kept in it
+            trainer.metrics = [r for r in run.read_metrics() if r["epoch"] <= trainer.epoch]
+    run.write_config(
+        {
+            "config": config.to_dict(),
+            "data_dim": dataset.data_dim,
+            "image_shape": list(dataset.image_shape),
+            "num_train": dataset.train.shape[0],
+            "pyrovae_version": pyrovae.__version__,
+        }
+    )
+    run.write_status("running", epoch=trainer.epoch, step=trainer.step)
+    try:
+        with _stop_on_signals(trainer):
+            trainer.fit()
+    except TrainingInterrupted as e:
+        trainer.save()
+        message = f"{e}; resume with: pyrovae train --out {run.path} --resume"
+        run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, message=message)
+        raise TrainingInterrupted(message) from None
+    except (TrainingError, KeyboardInterrupt) as e:
+        text = str(e) or "aborted by a second interrupt"
+        run.write_status("failed", epoch=trainer.epoch, step=trainer.step, message=text)
+        raise
+    summary = trainer.summarize()
+    if trainer.rolled_back:
+        summary["rollbacks"] = trainer.rolled_back
+    run.write_summary(summary)
+    if plots:
+        from pyrovae.report import write_plots
+
+        plot_model = full_vb.plug_in(trainer.model, trainer.guide)  # full VB: at q(θ)'s mean
+        write_plots(run, plot_model, trainer.guide, dataset, trainer.metrics)
+    run.write_status("complete", epoch=trainer.epoch, step=trainer.step)
     return TrainResult(trainer.model, trainer.guide, config, trainer.metrics, summary, run)

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.nn import PyroModule
 
-from pyrovae.models.plates import data_plate
+from pyrovae.guides.amortized import AmortizedGuide
 from pyrovae.nets import mlp
 
 SCALE_TRANSFORMS = ("softplus", "exp")
 
 
-class DiagonalGaussian(PyroModule):
+class DiagonalGaussian(AmortizedGuide):
     """Amortised mean-field Gaussian guide over site ``"latent"``.
 
     :param data_dim: D, the size of a flattened data point.
@@ -55,13 +53,11 @@ class DiagonalGaussian(PyroModule):
         self.scale_transform = scale_transform
         self.min_scale = float(min_scale)
         self.encoder = mlp(self.data_dim, hidden, 2 * self.latent_dim, activation, init)
+        # the encoder reads x / input_scale: 1 unless a scale-invariant likelihood sets it
+        self.register_buffer("input_scale", torch.ones(()))
 
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """q(z | x) for a batch ``x`` of shape (B, D): batch shape (B,), event (latent_dim,)."""
-        loc, raw = self.encoder(x).split(self.latent_dim, dim=-1)
+        loc, raw = self.encoder(x / self.input_scale).split(self.latent_dim, dim=-1)
         scale = F.softplus(raw) if self.scale_transform == "softplus" else torch.exp(0.5 * raw)
         return dist.Normal(loc, scale + self.min_scale).to_event(1)
-
-    def forward(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
-        with data_plate(x, num_data):
-            return pyro.sample("latent", self.posterior(x))

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch.distributions import kl_divergence
 
+from pyrovae.infer import full_vb
 from pyrovae.infer.importance import (
     log_importance_weights,
     per_point_log_prob,
@@ -67,6 +68,10 @@ def iw_log_likelihood(
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    if full_vb.is_full_vb(guide):  # global weights: log-mean-exp over θ ~ q(θ) as well
+        return full_vb.iw_log_likelihood(
+            model, guide, x, num_samples, chunk_size, batch_size, max_plate_nesting
+        )
     chunk = num_samples if chunk_size is None else max(1, min(int(chunk_size), num_samples))
     out = []
     for xb in _batches(x, batch_size):
@@ -92,13 +97,21 @@ def elbo_terms(
     analytic_kl: bool = True,
     batch_size: int | None = None,
     max_plate_nesting: int = 1,
+    num_data: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-data-point ELBO, rate and distortion, each of shape (N,).
 
     :param num_samples: Monte Carlo samples per point for the expectations.
     :param analytic_kl: use closed-form KLs where registered (L^B); else L^A.
+    :param num_data: the training set size; needed (and only used) by full-VB
+        guides, whose ELBO includes KL(q(θ) ‖ p(θ)) / N
+        (:func:`pyrovae.infer.full_vb.elbo_terms`, which adds ``"weight_kl"``).
     :returns: ``{"elbo", "rate", "distortion"}`` with ``elbo = −(rate + distortion)``.
     """
+    if full_vb.is_full_vb(guide):
+        return full_vb.elbo_terms(
+            model, guide, x, num_data, num_samples, analytic_kl, batch_size, max_plate_nesting
+        )
     rates, distortions = [], []
     for xb in _batches(x, batch_size):
         model_trace, guide_trace, pdim = vectorized_traces(
@@ -123,14 +136,37 @@ def elbo_terms(
     return {"elbo": -(rate + distortion), "rate": rate, "distortion": distortion}
 
 
+def information_bounds(
+    entropy: float, rate: torch.Tensor | float, distortion: torch.Tensor | float
+) -> tuple[float, float]:
+    """Alemi et al. (2018), eq. 2: ``H − D ≤ I(X; Z) ≤ R``, as ``(H − D, R)`` in nats.
+
+    ``I(X; Z)`` is the mutual information of the encoder's joint
+    ``p*(x) q(z|x)``; ``R`` exceeds it by ``KL(q(z) ‖ m(z))`` and ``H − D`` falls
+    short by the decoder's expected error ``E_{q(z)} KL(q(x|z) ‖ p(x|z))``.
+    Per-point ``rate`` and ``distortion`` (e.g. from :func:`elbo_terms`) are
+    averaged over the points.
+
+    .. warning:: Needs the entropy ``H`` of the true data distribution, known
+        only for synthetic data (:mod:`pyrovae.models.toy`); for image datasets
+        ``H`` is unknown. The bounds hold for the expectations under ``p*``: on a
+        finite sample they hold only up to sampling error.
+    """
+    rate = torch.as_tensor(rate, dtype=torch.float64).mean().item()
+    distortion = torch.as_tensor(distortion, dtype=torch.float64).mean().item()
+    return float(entropy) - distortion, rate
+
+
 @torch.no_grad()
 def reconstruction_mse(model, guide, x: torch.Tensor, batch_size: int | None = None):
     """Mean squared error per pixel of ``E[x | z = E_q[z | x]]`` for each point: shape (N,).
 
-    Needs a pyrovae guide (``guide.posterior``) and model (``model.decode``).
+    Needs a pyrovae guide (``guide.posterior``) and model (``model.decode``). A
+    full-VB model decodes with the mean of q(θ) (:func:`full_vb.posterior_weights`).
     """
     out = []
-    for xb in _batches(x, batch_size):
-        recon = model.decode(guide.posterior(xb).mean)
-        out.append((recon - xb).pow(2).mean(-1))
+    with full_vb.posterior_weights(guide):
+        for xb in _batches(x, batch_size):
+            recon = model.decode(guide.posterior(xb).mean)
+            out.append((recon - xb).pow(2).mean(-1))
     return torch.cat(out)

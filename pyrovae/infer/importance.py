@@ -45,7 +45,9 @@ def _data_dim(site: dict, name: str) -> int:
             return frame.dim
     raise ValueError(
         f"site {name!r} is outside the plate named 'data'; per-data-point importance weights "
-        "need every latent and observed site inside pyro.plate('data', ...)"
+        "need every latent and observed site inside pyro.plate('data', ...); for global sites "
+        "(a Bayesian decoder's weights) condition on one draw first with "
+        "pyrovae.infer.full_vb.given_weights"
     )
 
 

@@ -33,6 +33,12 @@ class IWAE_ELBO(ELBO):
     :param max_plate_nesting: plates nested in the model (pyrovae's models: 1).
     """
 
+    #: why D + βR is not defined for this objective (read by :mod:`pyrovae.infer.beta`)
+    beta_unsupported = (
+        "the IWAE bound log-mean-exps whole importance weights p(x, z)/q(z|x), "
+        "so it has no separate rate term to weight"
+    )
+
     def __init__(self, num_particles: int = 5, max_plate_nesting: int = 1, **kwargs):
         kwargs.pop("vectorize_particles", None)
         super().__init__(

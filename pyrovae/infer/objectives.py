@@ -8,7 +8,11 @@
   bound of Burda et al. (2016), per data point.
 
 L samples per data point are drawn in one vectorised pass
-(``vectorize_particles=True``); pyrovae models nest one plate.
+(``vectorize_particles=True``); pyrovae models nest one plate. With
+``fast=True`` (the default) these three are evaluated by
+:class:`pyrovae.infer.fast_elbo.FastELBO`: the same numbers and gradients
+without Pyro traces for pyrovae's own VAE and guides, the Pyro estimator for
+anything else.
 """
 
 from __future__ import annotations
@@ -16,13 +20,19 @@ from __future__ import annotations
 from pyro.infer import ELBO
 
 from pyrovae import registry
+from pyrovae.infer.fast_elbo import REFERENCES, FastELBO
 
 
-def make_objective(name: str, num_particles: int = 1, **kwargs) -> ELBO:
-    """The ELBO estimator registered as ``name`` with ``num_particles`` samples per point."""
+def make_objective(name: str, num_particles: int = 1, fast: bool = True, **kwargs) -> ELBO:
+    """The ELBO estimator registered as ``name`` with ``num_particles`` samples per point.
+
+    :param fast: use the trace-free evaluation where it applies (see module docstring).
+    """
     if int(num_particles) < 1:
         raise ValueError(f"particles must be a positive integer, got {num_particles}")
     cls = registry.OBJECTIVES.get(name)
+    if fast and name in REFERENCES and cls is REFERENCES[name]:
+        return FastELBO(name, num_particles=int(num_particles), **kwargs)
     kwargs.setdefault("max_plate_nesting", 1)
     kwargs.setdefault("vectorize_particles", True)
     return cls(num_particles=int(num_particles), **kwargs)

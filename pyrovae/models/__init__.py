@@ -1,5 +1,6 @@
 """Pyro models: the VAE, its priors and likelihood heads."""
 
+from pyrovae.models.gaussian_heads import Baggins, BoundedGaussian, GaussianShared
 from pyrovae.models.likelihoods import (
     MSE,
     Bernoulli,
@@ -7,12 +8,18 @@ from pyrovae.models.likelihoods import (
     GaussianLearned,
     Likelihood,
 )
+from pyrovae.models.marginals import MixtureOfGaussians, VampPrior
 from pyrovae.models.plates import data_plate
 from pyrovae.models.priors import StandardNormal
 from pyrovae.models.vae import VAE
 
 __all__ = [
     "MSE",
+    "MixtureOfGaussians",
+    "VampPrior",
+    "Baggins",
+    "BoundedGaussian",
+    "GaussianShared",
     "VAE",
     "Bernoulli",
     "GaussianFixed",

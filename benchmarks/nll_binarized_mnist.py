@@ -1,0 +1,221 @@
+"""Headline benchmark: test negative log-likelihood on static binarised MNIST.
+
+Trains each configuration on the 50 000 training images of the static
+binarisation (Larochelle's files), selects the epoch with the best
+**validation** ELBO (the test split is never used for training or selection),
+and estimates the test NLL = −(1/N) Σ log p̂(x) with ``iw_log_likelihood`` at
+5000 importance samples (Burda et al. 2016). One JSON row per configuration:
+architecture, objective, prior, epochs, wall time, device, test NLL, test
+ELBO, rate and distortion.
+
+Published numbers to compare with (test NLL, nats): Burda et al. (784-200-200-50,
+3280 epochs) VAE 88.71, IWAE k=5 87.63, IWAE k=50 87.10; pythae (784-400-40, 500
+epochs) VAE 89.78, IWAE-50 86.82, VampPrior 85.79.
+
+    python benchmarks/nll_binarized_mnist.py --config vae-pythae --epochs 100
+    python benchmarks/nll_binarized_mnist.py --quick          # seconds; used by the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pyro
+import torch
+
+from pyrovae.data import load_dataset
+from pyrovae.infer.evaluation import elbo_terms, iw_log_likelihood
+from pyrovae.run import load_run, write_json
+from pyrovae.train import train
+
+#: name -> (RunConfig overrides, what it reproduces)
+CONFIGS: dict[str, tuple[dict, str]] = {
+    "vae-pythae": (
+        dict(hidden=[400], latent_dim=40, objective="meanfield", activation="relu"),
+        "pythae VAE 784-400-40 (89.78 nats at 500 epochs)",
+    ),
+    "vae-burda": (
+        dict(hidden=[200, 200], latent_dim=50, objective="meanfield", activation="tanh"),
+        "Burda et al. VAE 784-200-200-50 (88.71 nats at 3280 epochs)",
+    ),
+    "iwae5-burda": (
+        dict(hidden=[200, 200], latent_dim=50, objective="iwae", particles=5, activation="tanh"),
+        "Burda et al. IWAE k=5 (87.63 nats)",
+    ),
+    "iwae50-burda": (
+        dict(hidden=[200, 200], latent_dim=50, objective="iwae", particles=50, activation="tanh"),
+        "Burda et al. IWAE k=50 (87.10 nats)",
+    ),
+}
+BASE = dict(
+    dataset="mnist-binarized",
+    likelihood="bernoulli",
+    batch_size=100,
+    lr=1e-3,
+    optimizer="adam",
+    iw_samples=0,
+    seed=0,
+)
+
+
+def _valid_elbo(run_dir: Path, x: torch.Tensor) -> float:
+    _, model, guide, _ = load_run(run_dir)
+    pyro.set_rng_seed(0)
+    return elbo_terms(model, guide, x, batch_size=1000)["elbo"].mean().item()
+
+
+def select(name, data, epochs, select_every, device, run_dir: Path) -> dict:
+    """Train with a validation check every ``select_every`` epochs; keep the best checkpoint.
+
+    Writes ``best-checkpoint.pt`` and ``selection.json`` (history, best epoch, wall time)
+    into the run folder after every check, so an interrupted benchmark loses nothing.
+    """
+    config = {**BASE, **CONFIGS[name][0], "device": device}
+    best_path = run_dir / "best-checkpoint.pt"
+    history, best = [], None
+    start = time.perf_counter()
+    done = 0
+    while done < epochs:
+        done = min(epochs, done + select_every)
+        first = done <= select_every  # a rerun starts afresh
+        train(
+            {**config, "epochs": done},
+            run_dir,
+            resume=not first,
+            overwrite=first,
+            dataset=data,
+            plots=False,
+        )
+        valid = _valid_elbo(run_dir, data.valid)
+        history.append({"epoch": done, "valid_elbo": valid})
+        print(f"{name}: epoch {done} valid ELBO {valid:.2f}", flush=True)
+        if best is None or valid > best["valid_elbo"]:
+            best = history[-1]
+            shutil.copyfile(run_dir / "checkpoint.pt", best_path)
+        selection = {
+            "history": history,
+            "best": best,
+            "epochs": done,
+            "train_wall_seconds": time.perf_counter() - start,
+        }
+        write_json(run_dir / "selection.json", selection)
+    return selection
+
+
+def run_config(
+    name, data, epochs, select_every, iw_samples, device, runs_dir, test_limit, eval_only=False
+):
+    """Train (unless ``eval_only``), select on validation, evaluate the test NLL: a JSON row."""
+    overrides, reproduces = CONFIGS[name]
+    run_dir = runs_dir / name
+    if eval_only:
+        selection = json.loads((run_dir / "selection.json").read_text())
+    else:
+        selection = select(name, data, epochs, select_every, device, run_dir)
+    best = selection["best"]
+    _, model, guide, _ = load_run(run_dir, device=device, checkpoint=run_dir / "best-checkpoint.pt")
+    test = data.test[:test_limit].to(next(model.parameters()).device)
+    pyro.set_rng_seed(0)
+    start = time.perf_counter()
+    terms = elbo_terms(model, guide, test, batch_size=1000)
+    ll = iw_log_likelihood(
+        model, guide, test, iw_samples, chunk_size=min(iw_samples, 100), batch_size=200
+    )
+    eval_seconds = time.perf_counter() - start
+    return {
+        "config": name,
+        "reproduces": reproduces,
+        "architecture": f"784-{'-'.join(map(str, overrides['hidden']))}-{overrides['latent_dim']}",
+        "activation": overrides["activation"],
+        "objective": overrides["objective"],
+        "particles": overrides.get("particles", 1),
+        "prior": "standard",
+        "epochs_trained": selection["epochs"],
+        "selected_epoch": best["epoch"],
+        "selected_valid_elbo": best["valid_elbo"],
+        "valid_history": selection["history"],
+        "train_wall_seconds": selection["train_wall_seconds"],
+        "eval_wall_seconds": eval_seconds,
+        "device": str(next(model.parameters()).device),
+        "test_points": len(test),
+        "iw_samples": iw_samples,
+        "test_nll": -ll.mean().item(),
+        "test_nll_standard_error": (ll.std() / len(ll) ** 0.5).item(),
+        "test_elbo": terms["elbo"].mean().item(),
+        "test_rate": terms["rate"].mean().item(),
+        "test_distortion": terms["distortion"].mean().item(),
+    }
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config",
+        action="append",
+        choices=sorted(CONFIGS),
+        help="configuration(s) to run [default: vae-pythae]",
+    )
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument(
+        "--select-every", type=int, default=5, help="epochs between validation checks"
+    )
+    parser.add_argument("--iw-samples", type=int, default=5000)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/nll"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/nll_binarized_mnist.json")
+    )
+    parser.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="skip training: evaluate the selected checkpoint of an earlier run",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny slices, 1 epoch, 20 samples: a smoke test"
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_dataset("mnist-binarized", data_dir=args.data_dir)
+    test_limit = None
+    if args.quick:
+        data = dataclasses.replace(data, train=data.train[:1000], valid=data.valid[:200])
+        args.epochs, args.select_every, args.iw_samples, test_limit = 2, 1, 20, 200
+    rows = [
+        run_config(
+            name,
+            data,
+            args.epochs,
+            args.select_every,
+            args.iw_samples,
+            args.device,
+            args.runs_dir,
+            test_limit,
+            eval_only=args.eval_only,
+        )
+        for name in (args.config or ["vae-pythae"])
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text()) if args.out.exists() and not args.quick else []
+    keep = [r for r in previous if r["config"] not in {row["config"] for row in rows}]
+    args.out.write_text(json.dumps(keep + rows, indent=2) + "\n")
+    for r in rows:
+        print(
+            f"{r['config']}: test NLL {r['test_nll']:.2f} ± {r['test_nll_standard_error']:.2f} "
+            f"(ELBO {r['test_elbo']:.2f}), epoch {r['selected_epoch']}/{r['epochs_trained']}, "
+            f"{r['train_wall_seconds'] / 60:.1f} min training"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Seconds per training epoch: pyrovae's trainer against a plain-PyTorch loop.
+
+Both sides train the same network (784-H-Z encoder and decoder, tanh, Bernoulli
+likelihood) with the same analytic-KL loss (L^B), Adam, the same data order
+and batch size on static binarised MNIST (50 000 training images). Epochs are
+interleaved (pyrovae, torch, torch, pyrovae, ...) so that drift in machine
+speed hits both; the JSON reports every epoch time, the medians and the ratio
+pyrovae / torch (1.0 = no overhead). Only the training passes are timed, not
+evaluation.
+
+    python benchmarks/train_speed.py --epochs 5 --batch-size 100 --batch-size 256 \
+        --out benchmarks/results/train_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import pyro
+import torch
+import torch.nn.functional as F
+
+from pyrovae.build import build_model
+from pyrovae.config import RunConfig
+from pyrovae.data import load_dataset
+from pyrovae.train import Trainer
+
+
+def plain_torch_epoch(model, guide, optimizer, train, batch_size, seed, epoch) -> float:
+    """One epoch of the hand-written loss: BCE(x, decoder(z)) + KL(q ‖ N(0, I)), z = μ + σ ε."""
+    n = train.shape[0]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    enc, dec = guide.encoder, model.decoder
+    start = time.perf_counter()
+    for idx in order.split(batch_size):
+        x = train[idx]
+        loc, raw = enc(x).split(guide.latent_dim, dim=-1)
+        scale = F.softplus(raw) + guide.min_scale
+        z = loc + scale * torch.randn_like(loc)
+        logits = dec(z)
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum()
+        loss = (nll + kl) * (n / x.shape[0])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def measure(data, batch_size: int, epochs: int, hidden: int, latent: int, seed: int) -> dict:
+    config = RunConfig(
+        dataset=data.name,
+        likelihood="bernoulli",
+        latent_dim=latent,
+        hidden=[hidden],
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=seed,
+        objective="meanfield",
+        device="cpu",
+    )
+    pyro.set_rng_seed(seed)
+    model, guide = build_model(config, data.data_dim)
+    trainer = Trainer(config, data, model, guide)
+    ref_model, ref_guide = build_model(config, data.data_dim)
+    ref_model.load_state_dict(model.state_dict())
+    ref_guide.load_state_dict(guide.state_dict())
+    params = [*ref_model.parameters(), *ref_guide.parameters()]
+    ref_opt = torch.optim.Adam(params, lr=config.lr)
+    times = {"pyrovae": [], "torch": []}
+    for epoch in range(epochs):
+        order = ("pyrovae", "torch") if epoch % 2 == 0 else ("torch", "pyrovae")
+        for side in order:
+            if side == "pyrovae":
+                times["pyrovae"].append(trainer.train_pass()[1])
+            else:
+                times["torch"].append(
+                    plain_torch_epoch(
+                        ref_model, ref_guide, ref_opt, data.train, batch_size, seed, epoch
+                    )
+                )
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "batch_size": batch_size,
+        "steps_per_epoch": math.ceil(data.train.shape[0] / batch_size),
+        "seconds_per_epoch": times,
+        "median_seconds": med,
+        "ratio_pyrovae_over_torch": med["pyrovae"] / med["torch"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None, help="folder with binarized_mnist/")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, action="append")
+    parser.add_argument("--hidden", type=int, default=400)
+    parser.add_argument("--latent", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset("mnist-binarized", data_dir=args.data_dir)
+    results = [
+        measure(data, b, args.epochs, args.hidden, args.latent, args.seed)
+        for b in (args.batch_size or [100, 256])
+    ]
+    report = {
+        "benchmark": "train_speed",
+        "network": f"784-{args.hidden}-{args.latent} (encoder and decoder), tanh, Bernoulli, L^B",
+        "dataset": "mnist-binarized (50000 train)",
+        "epochs_each": args.epochs,
+        "threads": args.threads,
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "pyro": pyro.__version__,
+        },
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    for r in results:
+        print(
+            f"batch {r['batch_size']:4d}: pyrovae {r['median_seconds']['pyrovae']:.2f} s, "
+            f"torch {r['median_seconds']['torch']:.2f} s per epoch, "
+            f"ratio {r['ratio_pyrovae_over_torch']:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The constant-variance guide of Fyffe (2019): the encoder emits means only.
+
+    q(z | x) = N(μ_φ(x), diag s²),    site "latent", inside plate "data"
+
+with ``s`` the same for every data point: fixed, one learned number, or one
+learned number per latent dimension. Fyffe proves that the ELBO admits
+non-trivial optima with constant posterior variances, so the encoder needs
+only ``latent_dim`` outputs — half those of
+:class:`~pyrovae.guides.diagonal.DiagonalGaussian` with the same hidden widths.
+A learned scale is ``s = exp(u)`` of an unconstrained parameter ``u``, positive
+by construction.
+
+Reference: G. Fyffe, *There and Back Again: Unraveling the Variational
+Auto-Encoder*, arXiv:1912.10309 (2019).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from pyrovae.guides.amortized import AmortizedGuide
+from pyrovae.nets import mlp
+
+LEARN_SCALE = ("none", "scalar", "vector")
+
+
+class ConstantVariance(AmortizedGuide):
+    """Amortised Gaussian guide over site ``"latent"`` with a data-independent scale.
+
+    .. warning:: Under the fixed prior ``N(0, I)`` (objectives ``trace``,
+        ``meanfield``, ``iwae``) a *fixed* ``s`` is a real restriction: the
+        aggregate posterior has variance ``m + s²`` per dimension, which cannot
+        match the prior's 1 unless ``s < 1``; learn it (``learn_scale="scalar"``).
+        Under :class:`~pyrovae.infer.bilbo.BILBO` the prior floats to the batch
+        and a fixed ``s`` loses nothing (the decoder absorbs the scale of z).
+
+    :param data_dim: D, the size of a flattened data point.
+    :param latent_dim: the size of z.
+    :param hidden: encoder hidden widths, from x towards z.
+    :param activation: encoder nonlinearity.
+    :param init: ``"default"`` or ``"aevb"``.
+    :param posterior_scale: ``s``, fixed or initial, > 0.
+    :param learn_scale: ``"none"`` (``s`` fixed; a buffer), ``"scalar"`` (one
+        learned ``s``) or ``"vector"`` (one learned ``s_j`` per latent dimension).
+
+    The encoder sees ``x / input_scale``; ``input_scale`` is a buffer, 1 unless a
+    scale-invariant likelihood sets it
+    (:meth:`pyrovae.models.gaussian_heads.Baggins.fit_data_scale`).
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        latent_dim: int,
+        hidden: Sequence[int] = (400,),
+        activation: str = "tanh",
+        init: str = "default",
+        posterior_scale: float = 1.0,
+        learn_scale: str = "none",
+    ):
+        super().__init__()
+        if learn_scale not in LEARN_SCALE:
+            raise ValueError(f"learn_scale must be one of {LEARN_SCALE}, got {learn_scale!r}")
+        if not (isinstance(posterior_scale, (int, float)) and 0 < posterior_scale < math.inf):
+            raise ValueError(f"posterior_scale must be a positive number, got {posterior_scale!r}")
+        self.data_dim = int(data_dim)
+        self.latent_dim = int(latent_dim)
+        self.learn_scale = learn_scale
+        self.encoder = mlp(self.data_dim, hidden, self.latent_dim, activation, init)
+        shape = (self.latent_dim,) if learn_scale == "vector" else ()
+        log_scale = torch.full(shape, math.log(posterior_scale))
+        if learn_scale == "none":
+            self.register_buffer("log_scale", log_scale)
+        else:
+            self.log_scale = nn.Parameter(log_scale)
+        self.register_buffer("input_scale", torch.ones(()))
+
+    def scale(self) -> torch.Tensor:
+        """The posterior standard deviation ``s``: shape () or (latent_dim,)."""
+        return self.log_scale.exp()
+
+    def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """q(z | x) for a batch ``x`` of shape (B, D): batch shape (B,), event (latent_dim,)."""
+        loc = self.encoder(x / self.input_scale)
+        return dist.Normal(loc, self.scale().expand_as(loc)).to_event(1)

@@ -1,0 +1,158 @@
+r"""The Batch Information Lower Bound, BILBO (Fyffe 2019).
+
+With a constant posterior scale ``s`` — a guide ``q(z|x) = N(μ(x), diag s²)``
+whose scale is the same for every data point — fit a zero-mean "floating"
+prior to the batch, ``N(0, diag(m + v))`` with ``m_j`` the batch mean of
+``μ_j(x)²`` and ``v_j = s_j²``. The KL of each ``N(μ(x_i), s²)`` to it,
+averaged over the batch, collapses to a log term, and
+
+.. math::
+
+    \mathrm{BILBO}(x_{1..B}) = -\frac12 \sum_j \log\Big(1 + \frac{m_j}{v_j}\Big)
+        - \frac1B \sum_i \mathbb{E}_{q(z|x_i)}\big[-\log p(x_i \mid z)\big],
+
+the batch-averaged ELBO under the floating prior. ``½ Σ_j log(1 + m_j/v_j)``
+is the capacity of a Gaussian channel with signal power ``m`` and noise ``v``:
+the rate is the information the batch's codes carry.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.infer import ELBO
+from torch.distributions import Normal
+
+from pyrovae.infer.importance import per_point_log_prob, sample_sites, vectorized_traces
+
+
+def _normal_of(name: str, fn) -> Normal:
+    base = fn
+    while not isinstance(base, Normal) and hasattr(base, "base_dist"):
+        base = base.base_dist
+    if not isinstance(base, Normal):
+        raise ValueError(
+            f"BILBO needs a Gaussian guide at site {name!r}, got {type(fn).__name__}; use the "
+            "constant-variance guide (ConstantVariance, registry name 'constant')"
+        )
+    return base
+
+
+def _data_axis(site: dict, name: str) -> int:
+    """The axis of the site's (batch + event shaped) parameters that indexes data points."""
+    for frame in site["cond_indep_stack"]:
+        if frame.name == "data":
+            return frame.dim - len(site["fn"].event_shape)
+    raise ValueError(f"BILBO needs site {name!r} inside pyro.plate('data', ...)")
+
+
+def _check_constant_scale(name: str, scale: torch.Tensor, axis: int) -> None:
+    first = scale.narrow(axis, 0, 1)
+    if not torch.equal(scale, first.expand_as(scale)):
+        raise ValueError(
+            f"BILBO needs a posterior scale that is the same for every data point, but guide "
+            f"site {name!r} has per-point scales (e.g. the diagonal guide); use the "
+            "constant-variance guide (ConstantVariance, registry name 'constant')"
+        )
+
+
+def _floating_prior_rate(name: str, site: dict, particle_dim: int) -> torch.Tensor:
+    """``½ Σ_j log(1 + m_j / v_j)`` for one guide site, as a (K, B) per-point tensor."""
+    fn = site["fn"]
+    if not fn.has_rsample:
+        raise ValueError(f"guide site {name!r} is not reparameterisable (no rsample)")
+    normal = _normal_of(name, fn)
+    shape = fn.batch_shape + fn.event_shape
+    loc, scale = normal.loc.expand(shape), normal.scale.expand(shape)
+    axis = _data_axis(site, name)
+    _check_constant_scale(name, scale, axis)
+    m = loc.pow(2).mean(axis, keepdim=True)
+    rate = 0.5 * torch.log1p(m / scale.pow(2))
+    rate = rate.expand(shape).reshape(fn.batch_shape + (-1,)).sum(-1)
+    return per_point_log_prob(site, name, particle_dim, log_p=rate)
+
+
+def _site_scale(site: dict) -> float:
+    scale = site["scale"]
+    return scale.item() if isinstance(scale, torch.Tensor) else float(scale)
+
+
+class BILBO(ELBO):
+    r"""Negative BILBO, scaled to the dataset: ``loss = −N · BILBO(batch)``.
+
+    Usable like the other objectives::
+
+        loss_fn = BILBO(num_particles=L)(model, guide)
+        loss = loss_fn(x, num_data=N)      # loss / N is per data point
+
+    The rate is computed in closed form from the guide's means and scale; the
+    distortion ``−log p(x|z)`` is a Monte Carlo average over ``L`` samples
+    ``z ~ q(z|x)`` per point, drawn in one vectorised pass. With a data plate of
+    size ``N > B`` the batch sum is scaled by ``N / B``, as for the other
+    objectives. The floating prior is an ML fit to the batch's codes, and
+    gradients flow through ``m`` (it is part of the objective).
+
+    The model's own prior at the latent sites is not used: the floating prior
+    replaces it. Report the ordinary ELBO under the model's prior
+    (:func:`pyrovae.infer.evaluation.elbo_terms`) beside BILBO so that runs stay
+    comparable.
+
+    .. warning:: BILBO is the ELBO under a prior fitted to the batch, **not** a
+        lower bound on ``log p(x)`` under the model's fixed prior ``N(0, I)``;
+        it is generally larger than that ELBO. It depends on the batch (``m`` is
+        a batch statistic), so its value shifts with the batch size. It
+        requires every latent site to be a reparameterised Gaussian inside
+        ``pyro.plate("data")`` whose scale is the same for every data point
+        (:class:`~pyrovae.guides.constant.ConstantVariance`); a guide with
+        per-point scales raises ``ValueError`` — except on a batch of one
+        point, where the check cannot tell (and ``m`` is a single ``μ²``).
+
+    :param num_particles: L, the samples per point for the distortion.
+    :param max_plate_nesting: plates nested in the model (pyrovae's models: 1).
+
+    Reference: G. Fyffe, *There and Back Again: Unraveling the Variational
+    Auto-Encoder*, arXiv:1912.10309 (2019).
+    """
+
+    #: why D + βR is not defined for this objective (read by :mod:`pyrovae.infer.beta`)
+    beta_unsupported = "BILBO requires one common scale on every site"
+
+    def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, **kwargs):
+        kwargs.pop("vectorize_particles", None)
+        super().__init__(
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            vectorize_particles=True,
+            **kwargs,
+        )
+
+    def _get_trace(self, model, guide, args, kwargs):
+        raise NotImplementedError("BILBO reads its traces with vectorized_traces")
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        model_trace, guide_trace, pdim = vectorized_traces(
+            model, guide, args, kwargs, self.num_particles, self.max_plate_nesting
+        )
+        guide_sites = dict(sample_sites(guide_trace))
+        neg_bilbo, scales = 0.0, set()
+        for name, site in guide_sites.items():
+            neg_bilbo = neg_bilbo + _floating_prior_rate(name, site, pdim)
+            scales.add(_site_scale(site))
+        for name, site in sample_sites(model_trace):
+            if site["is_observed"]:
+                neg_bilbo = neg_bilbo - per_point_log_prob(site, name, pdim)
+                scales.add(_site_scale(site))
+            elif name not in guide_sites:
+                raise ValueError(f"BILBO needs the guide to sample every latent site; {name!r}")
+        if len(scales) != 1:
+            raise ValueError(f"BILBO needs one scale on every site, got {sorted(scales)}")
+        neg_bilbo = neg_bilbo.mean(0)  # average the L particles: shape (B,)
+        return scales.pop() * neg_bilbo.sum()
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        with torch.no_grad():
+            return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.item()

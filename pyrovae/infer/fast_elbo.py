@@ -1,0 +1,122 @@
+"""Trace-free evaluation of the ELBO estimators for pyrovae's own VAE model/guide pairs.
+
+For a :class:`~pyrovae.models.vae.VAE` (unmodified ``forward``) and an
+:class:`~pyrovae.guides.amortized.AmortizedGuide` (unmodified ``forward``) the
+whole model is ``z ~ prior()``, ``x ~ likelihood(decoder(z))`` and the whole
+guide is ``z ~ posterior(x)``, both in a data plate of size N. The estimators
+then reduce to a few tensor operations, with ``z = rsample`` of L particles:
+
+* ``trace`` (L^A):      (N/B) Σ_i (1/L) Σ_l [log p(x_i|z_il) + log p(z_il) − log q(z_il|x_i)]
+* ``meanfield`` (L^B):  (N/B) Σ_i [(1/L) Σ_l log p(x_i|z_il) − KL(q(z|x_i) ‖ p(z))]
+  (Monte Carlo KL where no closed form is registered, as
+  :class:`pyro.infer.TraceMeanField_ELBO` does)
+* ``iwae``:             (N/B) Σ_i [logsumexp_l log w_il − log L]
+
+:class:`FastELBO` computes exactly these — the same values and gradients as
+:class:`pyro.infer.Trace_ELBO`, :class:`pyro.infer.TraceMeanField_ELBO` and
+:class:`pyrovae.infer.iwae.IWAE_ELBO` on the same random numbers (the tests
+check it) — without building Pyro traces, which costs about 20% of a training
+step at batch 100 on a CPU. For any other model or guide it calls the
+reference Pyro estimator, so it is always safe to use.
+
+.. warning:: The fast path does not see Pyro effect handlers applied from
+    outside (``poutine.scale``, ``condition``, ``block``...) around the
+    model or guide, and skips Pyro's own validation checks. Wrap such models
+    so that their ``forward`` differs (the fast path then steps aside), or use
+    the reference estimator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
+from torch.distributions import kl_divergence
+
+from pyrovae.guides.amortized import AmortizedGuide
+from pyrovae.infer.iwae import IWAE_ELBO
+from pyrovae.models.vae import VAE
+
+REFERENCES: dict[str, type[ELBO]] = {
+    "trace": Trace_ELBO,
+    "meanfield": TraceMeanField_ELBO,
+    "iwae": IWAE_ELBO,
+}
+
+
+def supports_fast_path(model, guide) -> bool:
+    """True when ``model`` and ``guide`` are pyrovae's VAE and an unmodified amortised guide."""
+    return (
+        isinstance(model, VAE)
+        and type(model).forward is VAE.forward
+        and isinstance(guide, AmortizedGuide)
+        and type(guide).forward is AmortizedGuide.forward
+    )
+
+
+def _analytic_kl(q, p) -> torch.Tensor | None:
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        return None
+
+
+class FastELBO(ELBO):
+    """One of ``trace``, ``meanfield``, ``iwae``, evaluated without Pyro traces when possible.
+
+    :param kind: which estimator (see the module docstring).
+    :param num_particles: L, samples of z per data point, drawn in one pass.
+    :param kwargs: passed to the reference Pyro estimator used as fallback.
+    """
+
+    def __init__(self, kind: str = "meanfield", num_particles: int = 1, **kwargs):
+        if kind not in REFERENCES:
+            raise ValueError(f"FastELBO kind must be one of {', '.join(REFERENCES)}, got {kind!r}")
+        kwargs.setdefault("max_plate_nesting", 1)
+        kwargs.setdefault("vectorize_particles", True)
+        super().__init__(num_particles=num_particles, **kwargs)
+        self.kind = kind
+        self.reference = REFERENCES[kind](num_particles=num_particles, **kwargs)
+
+    def _get_trace(self, model, guide, args, kwargs):  # pragma: no cover - not trace based
+        raise NotImplementedError("FastELBO delegates traces to its reference estimator")
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        if not (supports_fast_path(model, guide) and len(args) == 1):
+            return self.reference.differentiable_loss(model, guide, *args, **kwargs)
+        return self.fast_loss(model, guide, args[0], kwargs.get("num_data"))
+
+    def fast_loss(
+        self, model: VAE, guide: AmortizedGuide, x, num_data=None, beta: float = 1.0
+    ) -> torch.Tensor:
+        """The loss without traces; ``beta`` weights the rate terms (``D + βR``).
+
+        With ``beta ≠ 1`` this equals :class:`pyrovae.infer.beta.BetaScaled` around the
+        reference estimator (``trace`` and ``meanfield`` only; β = 0 drops the rate).
+        """
+        batch = x.shape[0]
+        scale = 1.0 if num_data is None else num_data / batch
+        q = guide.posterior(x)
+        z = q.rsample((self.num_particles,))  # (L, B, latent_dim)
+        log_lik = model.likelihood(model.decoder(z)).log_prob(x)  # (L, B)
+        prior = model.prior()
+        kl = _analytic_kl(q, prior) if self.kind == "meanfield" else None
+        if kl is not None:
+            per_point = log_lik.mean(0) - beta * kl
+        else:
+            log_w = log_lik + beta * (prior.log_prob(z) - q.log_prob(z))
+            if self.kind == "iwae":
+                per_point = torch.logsumexp(log_w, dim=0) - math.log(self.num_particles)
+            else:
+                per_point = log_w.mean(0)
+        return -scale * per_point.sum()
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        with torch.no_grad():
+            return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.item()

@@ -1,0 +1,292 @@
+"""β sweeps: the rate–distortion plane of Alemi et al. (2018), one run per (marginal, β).
+
+``sweep(config, betas, priors, out)`` trains one run folder per marginal m(z)
+and β of the objective ``D + βR`` (:mod:`pyrovae.infer.beta`) under ``out``::
+
+    OUT/<prior>/beta-<β>/      an ordinary run folder (config, checkpoint, summary, ...)
+    OUT/summary/table.json     one row per run: prior, β, R, D, ELBO, IW log-likelihood
+    OUT/summary/table.md       the same as a Markdown table
+    OUT/summary/rate_distortion.png        D against R, one series per marginal
+    OUT/summary/reconstructions-<prior>.png   test data, then one row per β
+    OUT/summary/samples-<prior>.png           one row of prior samples per β
+
+Every number is the test split's, per data point in nats, with β = 1 (the
+ordinary ELBO, its rate and distortion) whatever β the run trained with. The
+command ``pyrovae sweep`` defaults to ``mnist-binarized``, as in the paper.
+
+**Resumable.** A run whose ``summary.json`` exists and whose config equals the
+requested one is skipped; any other run is trained with ``resume=True``: a
+partial run continues from its checkpoint, a missing one starts afresh, and a
+run trained with different settings is refused (:class:`~pyrovae.run.RunError`).
+So an interrupted sweep, rerun with the same command, finishes where it stopped.
+
+Reference: A. Alemi et al., *Fixing a Broken ELBO*, ICML 2018, section 4.2
+(binarised MNIST, β from 0.1 to 1.1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pyrovae.config import ConfigError, RunConfig
+
+TABLE_COLUMNS = ("prior", "beta", "rate", "distortion", "elbo", "iw_log_likelihood")
+NUM_IMAGES = 10
+# config keys that may differ between a finished run and the request without retraining
+_IGNORED_KEYS = ("device", "data_dir")
+
+
+def parse_betas(text: str) -> list[float]:
+    """β values from ``"0.1,0.5,1"`` or ranges ``"0.1:1.1:0.1"`` (stop included), or both.
+
+    Values are rounded to 10 decimals (so ``0.1:0.3:0.1`` gives 0.1, 0.2, 0.3),
+    duplicates dropped, order kept.
+
+    :raises ConfigError: on anything else, or a negative β.
+    """
+    values: list[float] = []
+    for item in str(text).replace(" ", "").split(","):
+        if not item:
+            continue
+        try:
+            parts = [float(p) for p in item.split(":")]
+        except ValueError:
+            raise ConfigError(
+                f"cannot read β {item!r}; give numbers like 0.1,0.5,1 or a range start:stop:step"
+            ) from None
+        if len(parts) == 1:
+            values.append(parts[0])
+        elif len(parts) == 3 and parts[2] > 0 and parts[1] >= parts[0]:
+            start, stop, step = parts
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            values.extend(start + i * step for i in range(count))
+        else:
+            raise ConfigError(
+                f"cannot read the β range {item!r}; write start:stop:step with step > 0 "
+                "and stop >= start"
+            )
+    betas = list(dict.fromkeys(round(v, 10) for v in values))
+    if not betas:
+        raise ConfigError(f"no β values in {text!r}")
+    bad = [b for b in betas if not (b >= 0 and math.isfinite(b))]
+    if bad:
+        raise ConfigError(f"β must be a finite number >= 0, got {bad[0]!r}")
+    return betas
+
+
+def run_folder(out: str | Path, prior: str, beta: float) -> Path:
+    """Where the run of marginal ``prior`` at ``beta`` lives under ``out``."""
+    return Path(out) / prior / f"beta-{beta:g}"
+
+
+@dataclass
+class SweepResult:
+    """What :func:`sweep` did and found.
+
+    :ivar rows: one table row per run (see :data:`TABLE_COLUMNS`, plus ``run``).
+    :ivar status: ``{run folder: "trained" | "resumed" | "finished"}`` for this call.
+    :ivar summary_dir: the folder of the table and figures.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    status: dict[str, str] = field(default_factory=dict)
+    summary_dir: Path | None = None
+
+
+def _comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _IGNORED_KEYS}
+
+
+def _state(folder: Path, config: RunConfig) -> str:
+    """``"finished"`` (summary present, same config), ``"partial"`` or ``"new"``."""
+    from pyrovae.run import RunFolder
+
+    run = RunFolder(folder)
+    if not run.exists():
+        return "new"
+    if not run.summary_path.exists():
+        return "partial"
+    saved = run.read_config().get("config", {})
+    wanted = _comparable(config.to_dict())
+    same = _comparable({**RunConfig().to_dict(), **saved}) == wanted
+    return "finished" if same else "partial"
+
+
+def _row(folder: Path, prior: str, beta: float) -> dict[str, Any]:
+    from pyrovae.run import RunFolder
+
+    summary = RunFolder(folder).read_summary()
+    return {
+        "prior": prior,
+        "beta": beta,
+        "rate": summary.get("test_rate"),
+        "distortion": summary.get("test_distortion"),
+        "elbo": summary.get("test_elbo"),
+        "iw_log_likelihood": summary.get("test_iw_log_likelihood"),
+        "epochs": summary.get("epoch"),
+        "run": str(folder),
+    }
+
+
+def sweep(
+    config: RunConfig | dict,
+    betas: Sequence[float],
+    priors: Iterable[str] = ("standard",),
+    out: str | Path = "runs/sweep",
+    *,
+    dataset=None,
+    progress: bool = False,
+    figures: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Train (or resume, or skip) one run per marginal and β, then write ``out/summary/``.
+
+    :param config: every other setting of the runs (its ``prior`` and ``beta`` are replaced).
+    :param betas: the β values, each >= 0.
+    :param priors: marginal names (:data:`pyrovae.registry.PRIORS`), one series each.
+    :param dataset: a loaded dataset (default: load ``config.dataset`` once).
+    :param figures: write the PNGs (the table is always written).
+    :param log: called with one line per run (e.g. ``click.echo``).
+    """
+    from pyrovae.build import resolve_likelihood
+    from pyrovae.train import load_data, train
+
+    base = config.to_dict() if isinstance(config, RunConfig) else dict(config)
+    priors = list(dict.fromkeys(priors)) or ["standard"]
+    betas = [float(b) for b in betas]
+    if not betas:
+        raise ConfigError("a sweep needs at least one β")
+    configs = {
+        (p, b): RunConfig.from_dict({**base, "prior": p, "beta": b}, source="sweep")
+        for p in priors
+        for b in betas
+    }
+    first = next(iter(configs.values()))
+    dataset = dataset if dataset is not None else load_data(first)
+    result = SweepResult()
+    for i, ((prior, beta), cfg) in enumerate(configs.items(), 1):
+        cfg.likelihood = resolve_likelihood(cfg, dataset.binary)
+        folder = run_folder(out, prior, beta)
+        state = _state(folder, cfg)
+        if state == "finished":
+            status = "finished"
+        else:
+            train(cfg, folder, resume=True, dataset=dataset, progress=progress)
+            status = "resumed" if state == "partial" else "trained"
+        result.status[str(folder)] = status
+        if log is not None:
+            log(f"[{i}/{len(configs)}] prior {prior}, β = {beta:g}: {status} ({folder})")
+        result.rows.append(_row(folder, prior, beta))
+    result.summary_dir = Path(out) / "summary"
+    write_table(result.rows, result.summary_dir)
+    if figures:
+        write_figures(result.rows, result.summary_dir, dataset)
+    return result
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The sweep's table in Markdown: prior, β, R, D, ELBO, IW log-likelihood (nats)."""
+    head = ["prior", "β", "R", "D", "ELBO", "IW log p(x)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["prior"]), f"{r['beta']:g}"]
+        cells += [_fmt(r.get(k)) for k in TABLE_COLUMNS[2:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: Sequence[dict[str, Any]], folder: Path) -> tuple[Path, Path]:
+    """Write ``table.json`` and ``table.md`` into ``folder``."""
+    from pyrovae.run import atomic_write, write_json
+
+    folder = Path(folder)
+    json_path = write_json(folder / "table.json", list(rows))
+    text = table_markdown(rows).encode()
+    md_path = atomic_write(folder / "table.md", lambda f: f.write(text))
+    return json_path, md_path
+
+
+@torch.no_grad()
+def write_figures(rows: Sequence[dict[str, Any]], folder: Path, dataset) -> list[Path]:
+    """The RD plane and, per marginal, reconstructions and prior samples by β (PNGs)."""
+    from pyrovae import plots
+
+    folder = Path(folder)
+    points = [
+        {
+            "rate": r["rate"],
+            "distortion": r["distortion"],
+            "series": r["prior"],
+            "label": f"β={r['beta']:g}",
+        }
+        for r in rows
+    ]
+    paths = [
+        plots.plot_rate_distortion(
+            points, folder / "rate_distortion.png", title="rate–distortion plane (test, nats)"
+        )
+    ]
+    for prior in dict.fromkeys(r["prior"] for r in rows):
+        series = [r for r in rows if r["prior"] == prior]
+        paths.extend(_image_rows(series, folder, dataset, prior))
+    return paths
+
+
+def _image_rows(rows, folder: Path, dataset, prior: str) -> list[Path]:
+    import pyro
+
+    from pyrovae import plots
+    from pyrovae.run import load_run
+
+    shape = tuple(dataset.image_shape)
+    vmax = max(1.0, float(dataset.train.max()))
+    idx = torch.linspace(0, dataset.test.shape[0] - 1, NUM_IMAGES).long()
+    x = dataset.test[idx]
+    recons, samples = [x], []
+    for r in rows:
+        _, model, guide, _ = load_run(r["run"])
+        recons.append(model.decode(guide.posterior(x).mean).clamp(0, vmax))
+        pyro.set_rng_seed(0)  # the same noise for every β
+        samples.append(model.sample(NUM_IMAGES).clamp(0, vmax))
+    betas = ", ".join(f"{r['beta']:g}" for r in rows)
+    return [
+        plots.plot_image_grid(
+            torch.cat(recons),
+            shape,
+            folder / f"reconstructions-{prior}.png",
+            nrow=len(recons),
+            title=f"{prior}: test data, then reconstructions at β = {betas}",
+            vmax=vmax,
+        ),
+        plots.plot_image_grid(
+            torch.cat(samples),
+            shape,
+            folder / f"samples-{prior}.png",
+            nrow=len(samples),
+            title=f"{prior}: samples of p(x|z), z ~ m(z), at β = {betas}",
+            vmax=vmax,
+        ),
+    ]
+
+
+def load_table(out: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``out/summary/table.json``."""
+    return json.loads((Path(out) / "summary" / "table.json").read_text())

@@ -1,0 +1,134 @@
+"""The Fyffe / Mattei & Frellsen examples run end to end in their ``--quick`` modes.
+
+Each example is imported from ``examples/`` and run in this process (importing torch and pyro
+once instead of once per subprocess keeps the file well under 90 s); ``swap_guides.py`` is a
+plain script and runs through :func:`runpy.run_path`. Every check is on the written files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(name: str, out: Path, data_dir: Path) -> dict:
+    _load(name).main(["--quick", "--out", str(out), "--data-dir", str(data_dir)])
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def _numbers(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield obj
+
+
+def _all_finite(obj) -> bool:
+    return all(math.isfinite(v) for v in _numbers(obj))
+
+
+def _png(path: Path) -> None:
+    assert path.exists(), path
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size < 300_000
+
+
+def test_unbounded_likelihood(tmp_path, data_dir):
+    report = _run("unbounded_likelihood", tmp_path, data_dir)
+    _png(tmp_path / "unbounded_likelihood.png")
+    assert report["quick"] is True and _all_finite(report)
+    names = [r["likelihood"] for r in report["results"]]
+    assert names == ["gaussian-learned", "bounded-gaussian", "gaussian-fixed", "baggins"]
+    for r in report["results"]:
+        # a blow-up is allowed (it is the point): then it is recorded with its epoch and message
+        if r["blowup"] is not None:
+            assert set(r["blowup"]) >= {"epoch", "message"}
+            assert r["epochs_completed"] == r["blowup"]["epoch"] - 1
+        else:
+            assert r["epochs_completed"] == report["epochs"]
+            assert r["test_iw_log_likelihood"] is not None
+        assert r["per_epoch"] and {"epoch", "train_elbo", "test_elbo", "min_sigma"} <= set(
+            r["per_epoch"][0]
+        )
+        assert r["min_sigma_reached"] > 0
+        if r["log_likelihood_ceiling"] is not None:  # bounded heads never exceed their ceiling
+            assert r["max_train_elbo"] <= r["log_likelihood_ceiling"]
+    by_name = {r["likelihood"]: r for r in report["results"]}
+    assert by_name["gaussian-learned"]["log_likelihood_ceiling"] is None
+    assert by_name["bounded-gaussian"]["min_sigma_reached"] >= report["floor"]
+    assert by_name["gaussian-fixed"]["min_sigma_reached"] == pytest.approx(report["sigma_fixed"])
+    assert set(report["headline"]) >= {
+        "unbounded_max_train_elbo",
+        "unbounded_min_sigma",
+        "unbounded_blowup",
+        "test_iw_log_likelihood",
+    }
+
+
+def test_constant_vs_learned_variance(tmp_path, data_dir):
+    report = _run("constant_vs_learned_variance", tmp_path, data_dir)
+    _png(tmp_path / "constant_vs_learned_variance.png")
+    assert _all_finite(report)
+    assert set(report["tables"]) == {"mnist-binarized", "frey"}
+    for rows in report["tables"].values():
+        variants = [r["variant"] for r in rows]
+        assert variants[0] == "diagonal" and "constant + BILBO" in variants
+        for r in rows:
+            assert {"test_elbo", "test_iw_log_likelihood", "guide_parameters"} <= set(r)
+        diag, const = rows[0], rows[1]
+        # means only: the constant guide's last layer has half the outputs
+        assert const["guide_parameters"] < diag["guide_parameters"]
+        bilbo = next(r for r in rows if r["objective"] == "bilbo")
+        assert "test_elbo_floating_prior" in bilbo
+
+
+def test_scale_invariance(tmp_path, data_dir):
+    report = _run("scale_invariance", tmp_path, data_dir)
+    _png(tmp_path / "scale_invariance.png")
+    _png(tmp_path / "scale_invariance_reconstructions.png")
+    assert _all_finite(report) and report["dtype"] == "float64"
+    families = report["families"]
+    assert families["baggins"]["invariant"] is True
+    assert families["baggins"]["max_abs_deviation_from_d_log_c"] < 1e-8
+    assert families["baggins"]["max_abs_parameter_difference"] < 1e-10
+    for c in report["scales"]:
+        row = families["baggins"]["per_scale"][f"c={c:g}"]
+        assert row["loss_shift_first_step"] == pytest.approx(row["d_log_c"], abs=1e-8)
+        assert row["test_elbo_plus_d_log_c"] == pytest.approx(
+            families["baggins"]["per_scale"]["c=1"]["test_elbo"], abs=1e-6
+        )
+    assert families["gaussian-fixed"]["invariant"] is False
+    assert families["baggins-unnormalised"]["invariant"] is False
+    assert report["what_must_be_scale_equivariant"]
+
+
+def test_swap_guides(tmp_path, monkeypatch):
+    from pyrovae import registry
+
+    argv = ["swap_guides.py", "--quick", "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(EXAMPLES / "swap_guides.py"), run_name="__main__")
+    results = json.loads((tmp_path / "swap_guides.json").read_text())
+    assert set(results) == set(registry.GUIDES.names())
+    assert _all_finite(results)
+    for guide in results:
+        _png(tmp_path / f"swap_guides_{guide}.png")
