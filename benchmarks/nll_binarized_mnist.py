@@ -183,8 +183,6 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     data = load_dataset("mnist-binarized", data_dir=args.data_dir)
     test_limit = None
     if args.quick:

@@ -27,7 +27,8 @@ Setting (full mode): MNIST, the first 10 000 training images, test on the first 
 images, latent 20, hidden [200], 20 epochs; Frey Face, all 1565 training frames, 200 test
 frames, latent 5, hidden [200], 150 epochs; batch 100, Adam lr 1e-3, IW with K = 100.
 
-Budget: full ≈ 8–10 min on 2 busy cores (one torch thread), ``--quick`` < 30 s.
+Budget: full ≈ 4–6 min on 2 busy cores (measured 217 s and 324 s wall, ≈ 200 s CPU; 11 min
+when two other heavy jobs shared the cores; one torch thread), ``--quick`` ≈ 15 s.
 
     python examples/constant_vs_learned_variance.py [--quick] [--data-dir DIR] [--out DIR]
 """

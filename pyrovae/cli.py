@@ -193,6 +193,12 @@ TRAIN_OPTIONS = [
     ),
     click.option("--max-rollbacks", type=int, help="Most rollbacks before stopping [default: 3]."),
     click.option(
+        "--threads",
+        type=int,
+        help="torch CPU threads [default: torch's]; 1 is often fastest for small networks on a "
+        "busy machine.",
+    ),
+    click.option(
         "--beta",
         type=float,
         help="Train D + βR (Alemi et al.): β < 1 favours rate, β > 1 compression; the test "

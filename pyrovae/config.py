@@ -26,7 +26,7 @@ else:  # pragma: no cover
 
 
 #: settings of a run that do not define its model: they may change when a run is resumed
-RUN_SETTINGS = ("epochs", "device", "data_dir")
+RUN_SETTINGS = ("epochs", "device", "data_dir", "threads")
 
 
 def model_settings(config: dict) -> dict:
@@ -68,6 +68,8 @@ class RunConfig:
     epochs: int = 10
     seed: int = 0
     device: str = "auto"
+    #: torch intra-op threads (None: torch's default); numbers may differ across thread counts
+    threads: int | None = None
     eval_samples: int = 1
     iw_samples: int = 100
     # what a non-finite loss or gradient does: stop, or roll back and halve the lr
@@ -151,6 +153,10 @@ class RunConfig:
             v = getattr(self, key)
             if not (isinstance(v, (int, float)) and 0 < v < math.inf):
                 raise ConfigError(f"{key} must be a positive number, got {v!r}")
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
         if self.nan_policy not in ("stop", "rollback"):
             raise ConfigError(f"nan_policy must be 'stop' or 'rollback', got {self.nan_policy!r}")
         if (

@@ -180,6 +180,13 @@ def vi_inference_data(
     estimate over z with ``iw_samples`` samples from q(z|x_i) (a stochastic
     lower bound on the point's likelihood with z integrated out).
     ``observed_data["obs"]`` is ``x``.
+
+    .. warning:: The IW estimates are noisy, and ``az.loo``/``az.waic`` read that
+        noise as posterior variance of the log-likelihood: ``p_loo``/``p_waic`` come
+        out too large and the elpd too low, more so for small ``iw_samples``.
+        On held-out points the direct estimate of the log predictive density is
+        :func:`pyrovae.infer.full_vb.iw_log_likelihood`; LOO there measures how much
+        each point's likelihood moves with θ.
     """
     full_vb._require(guide)
     chosen = _default_sites(guide.weights.site_names, sites)

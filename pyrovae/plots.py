@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,19 +86,12 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically (temp file in the same folder + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    from pyrovae.run import atomic_write
+
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=DPI))
     finally:
         fig.clear()
-    return path
 
 
 def _note(ax, text: str = "no data") -> None:

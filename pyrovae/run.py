@@ -41,6 +41,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give the usual mode
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -50,6 +51,12 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -201,6 +208,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path} is not a pyrovae checkpoint (format tag missing)")
+    from pyrovae import __version__
+
+    if state.get("pyrovae_version") != __version__:
+        raise RunError(
+            f"{path} was written by pyrovae {state.get('pyrovae_version')} and this is pyrovae "
+            f"{__version__}; load it with that version, or retrain"
+        )
     return state
 
 

@@ -477,6 +477,8 @@ def train(
         config = RunConfig.from_dict(config)
     config.validate()
     resolve_device(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     run = RunFolder(out) if out is not None else None
     resuming = _check_folder(run, resume, overwrite) if run is not None else False
     dataset = dataset if dataset is not None else load_data(config)

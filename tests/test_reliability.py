@@ -72,7 +72,7 @@ def reference(tmp_path_factory):
     return _rows(out)
 
 
-def _wait_for(predicate, timeout=60.0):
+def _wait_for(predicate, timeout=180.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():

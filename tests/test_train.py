@@ -117,3 +117,14 @@ def test_config_rejects_typos_and_bad_values():
         RunConfig.from_dict({"latent_dim": 0})
     with pytest.raises(ConfigError, match="unknown guide 'nope'"):
         RunConfig.from_dict({"guide": "nope"})
+
+
+def test_checkpoint_from_another_pyrovae_version_is_refused(mnist_slice, tmp_path):
+    data = small(mnist_slice, 200, 50)
+    train(_resume_config(1), tmp_path / "run", dataset=data, plots=False)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["pyrovae_version"] = "0.0.1"
+    torch.save(state, ckpt)
+    with pytest.raises(RunError, match="written by pyrovae 0.0.1"):
+        load_run(tmp_path / "run")

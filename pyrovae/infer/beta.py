@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterable
 from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 
+from pyrovae.infer.loss_elbo import LossELBO
+
 LATENT_SITES = ("latent",)
 
 
@@ -127,7 +129,7 @@ def scale_sites(
     return messenger if fn is None else messenger(fn)
 
 
-class BetaScaled(ELBO):
+class BetaScaled(LossELBO):
     r"""``D + βR``: any trace-based ELBO with the latent sites' log-densities scaled by β.
 
     ::
@@ -186,9 +188,6 @@ class BetaScaled(ELBO):
         # β = 1 passes ``fn`` through: any wrapper (even a lambda) reorders Pyro's float sums
         return fn if self._beta == 1.0 else scale_sites(fn, self._beta, self.sites)
 
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("BetaScaled delegates to the objective it wraps")
-
     def differentiable_loss(self, model, guide, *args, **kwargs):
         from pyrovae.infer.fast_elbo import FastELBO, supports_fast_path
 
@@ -202,9 +201,3 @@ class BetaScaled(ELBO):
         return self.elbo.differentiable_loss(
             self._scaled(model), self._scaled(guide), *args, **kwargs
         )
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        return self.elbo.loss(self._scaled(model), self._scaled(guide), *args, **kwargs)
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        return self.elbo.loss_and_grads(self._scaled(model), self._scaled(guide), *args, **kwargs)

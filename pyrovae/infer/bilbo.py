@@ -19,10 +19,10 @@ the rate is the information the batch's codes carry.
 from __future__ import annotations
 
 import torch
-from pyro.infer import ELBO
 from torch.distributions import Normal
 
 from pyrovae.infer.importance import per_point_log_prob, sample_sites, vectorized_traces
+from pyrovae.infer.loss_elbo import LossELBO
 
 
 def _normal_of(name: str, fn) -> Normal:
@@ -76,7 +76,7 @@ def _site_scale(site: dict) -> float:
     return scale.item() if isinstance(scale, torch.Tensor) else float(scale)
 
 
-class BILBO(ELBO):
+class BILBO(LossELBO):
     r"""Negative BILBO, scaled to the dataset: ``loss = −N · BILBO(batch)``.
 
     Usable like the other objectives::
@@ -125,9 +125,6 @@ class BILBO(ELBO):
             **kwargs,
         )
 
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("BILBO reads its traces with vectorized_traces")
-
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         model_trace, guide_trace, pdim = vectorized_traces(
             model, guide, args, kwargs, self.num_particles, self.max_plate_nesting
@@ -147,12 +144,3 @@ class BILBO(ELBO):
             raise ValueError(f"BILBO needs one scale on every site, got {sorted(scales)}")
         neg_bilbo = neg_bilbo.mean(0)  # average the L particles: shape (B,)
         return scales.pop() * neg_bilbo.sum()
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

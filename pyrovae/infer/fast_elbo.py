@@ -36,6 +36,7 @@ from torch.distributions import kl_divergence
 
 from pyrovae.guides.amortized import AmortizedGuide
 from pyrovae.infer.iwae import IWAE_ELBO
+from pyrovae.infer.loss_elbo import LossELBO
 from pyrovae.models.vae import VAE
 
 REFERENCES: dict[str, type[ELBO]] = {
@@ -62,7 +63,7 @@ def _analytic_kl(q, p) -> torch.Tensor | None:
         return None
 
 
-class FastELBO(ELBO):
+class FastELBO(LossELBO):
     """One of ``trace``, ``meanfield``, ``iwae``, evaluated without Pyro traces when possible.
 
     :param kind: which estimator (see the module docstring).
@@ -78,9 +79,6 @@ class FastELBO(ELBO):
         super().__init__(num_particles=num_particles, **kwargs)
         self.kind = kind
         self.reference = REFERENCES[kind](num_particles=num_particles, **kwargs)
-
-    def _get_trace(self, model, guide, args, kwargs):  # pragma: no cover - not trace based
-        raise NotImplementedError("FastELBO delegates traces to its reference estimator")
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         if not (supports_fast_path(model, guide) and len(args) == 1):
@@ -111,12 +109,3 @@ class FastELBO(ELBO):
             else:
                 per_point = log_w.mean(0)
         return -scale * per_point.sum()
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro.infer import ELBO
 
 from pyrovae.infer.importance import log_importance_weights
+from pyrovae.infer.loss_elbo import LossELBO
 
 
-class IWAE_ELBO(ELBO):
+class IWAE_ELBO(LossELBO):
     """Negative IWAE bound with ``num_particles = K`` importance samples per data point.
 
     Unlike :class:`pyro.infer.RenyiELBO` with ``alpha=0`` — which has no
@@ -48,9 +48,6 @@ class IWAE_ELBO(ELBO):
             **kwargs,
         )
 
-    def _get_trace(self, model, guide, args, kwargs):
-        raise NotImplementedError("IWAE_ELBO computes its weights with log_importance_weights")
-
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         log_w, scale = log_importance_weights(
             model,
@@ -63,12 +60,3 @@ class IWAE_ELBO(ELBO):
         )
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.num_particles)
         return -(scale.to(bound) * bound.sum())
-
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

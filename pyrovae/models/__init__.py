@@ -1,5 +1,6 @@
 """Pyro models: the VAE, its priors and likelihood heads."""
 
+from pyrovae.models.bayesian import BayesianLinear, BayesianMLP
 from pyrovae.models.gaussian_heads import Baggins, BoundedGaussian, GaussianShared
 from pyrovae.models.likelihoods import (
     MSE,
@@ -15,6 +16,8 @@ from pyrovae.models.vae import VAE
 
 __all__ = [
     "MSE",
+    "BayesianLinear",
+    "BayesianMLP",
     "MixtureOfGaussians",
     "VampPrior",
     "Baggins",
