@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from pyrovae.guides.amortized import AmortizedGuide
-from pyrovae.nets import mlp
 
 LEARN_SCALE = ("none", "scalar", "vector")
 
@@ -47,10 +46,6 @@ class ConstantVariance(AmortizedGuide):
     :param posterior_scale: ``s``, fixed or initial, > 0.
     :param learn_scale: ``"none"`` (``s`` fixed; a buffer), ``"scalar"`` (one
         learned ``s``) or ``"vector"`` (one learned ``s_j`` per latent dimension).
-
-    The encoder sees ``x / input_scale``; ``input_scale`` is a buffer, 1 unless a
-    scale-invariant likelihood sets it
-    (:meth:`pyrovae.models.gaussian_heads.Baggins.fit_data_scale`).
     """
 
     def __init__(
@@ -63,22 +58,18 @@ class ConstantVariance(AmortizedGuide):
         posterior_scale: float = 1.0,
         learn_scale: str = "none",
     ):
-        super().__init__()
         if learn_scale not in LEARN_SCALE:
             raise ValueError(f"learn_scale must be one of {LEARN_SCALE}, got {learn_scale!r}")
         if not (isinstance(posterior_scale, (int, float)) and 0 < posterior_scale < math.inf):
             raise ValueError(f"posterior_scale must be a positive number, got {posterior_scale!r}")
-        self.data_dim = int(data_dim)
-        self.latent_dim = int(latent_dim)
+        super().__init__(data_dim, latent_dim, hidden, activation, init, outputs_per_latent=1)
         self.learn_scale = learn_scale
-        self.encoder = mlp(self.data_dim, hidden, self.latent_dim, activation, init)
         shape = (self.latent_dim,) if learn_scale == "vector" else ()
         log_scale = torch.full(shape, math.log(posterior_scale))
         if learn_scale == "none":
             self.register_buffer("log_scale", log_scale)
         else:
             self.log_scale = nn.Parameter(log_scale)
-        self.register_buffer("input_scale", torch.ones(()))
 
     def scale(self) -> torch.Tensor:
         """The posterior standard deviation ``s``: shape () or (latent_dim,)."""
@@ -86,5 +77,5 @@ class ConstantVariance(AmortizedGuide):
 
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """q(z | x) for a batch ``x`` of shape (B, D): batch shape (B,), event (latent_dim,)."""
-        loc = self.encoder(x / self.input_scale)
+        loc = self.encode(x)
         return dist.Normal(loc, self.scale().expand_as(loc)).to_event(1)

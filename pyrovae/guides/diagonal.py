@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 from pyrovae.guides.amortized import AmortizedGuide
-from pyrovae.nets import mlp
 
 SCALE_TRANSFORMS = ("softplus", "exp")
 
@@ -45,19 +44,14 @@ class DiagonalGaussian(AmortizedGuide):
         init: str = "default",
         min_scale: float = 1e-5,
     ):
-        super().__init__()
         if scale_transform not in SCALE_TRANSFORMS:
             raise ValueError(f"scale_transform must be one of {SCALE_TRANSFORMS}")
-        self.data_dim = int(data_dim)
-        self.latent_dim = int(latent_dim)
+        super().__init__(data_dim, latent_dim, hidden, activation, init, outputs_per_latent=2)
         self.scale_transform = scale_transform
         self.min_scale = float(min_scale)
-        self.encoder = mlp(self.data_dim, hidden, 2 * self.latent_dim, activation, init)
-        # the encoder reads x / input_scale: 1 unless a scale-invariant likelihood sets it
-        self.register_buffer("input_scale", torch.ones(()))
 
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """q(z | x) for a batch ``x`` of shape (B, D): batch shape (B,), event (latent_dim,)."""
-        loc, raw = self.encoder(x / self.input_scale).split(self.latent_dim, dim=-1)
+        loc, raw = self.encode(x).split(self.latent_dim, dim=-1)
         scale = F.softplus(raw) if self.scale_transform == "softplus" else torch.exp(0.5 * raw)
         return dist.Normal(loc, scale + self.min_scale).to_event(1)

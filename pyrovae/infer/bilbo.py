@@ -22,7 +22,7 @@ import torch
 from torch.distributions import Normal
 
 from pyrovae.infer.importance import per_point_log_prob, sample_sites, vectorized_traces
-from pyrovae.infer.loss_elbo import LossELBO
+from pyrovae.infer.loss_elbo import VectorizedLossELBO
 
 
 def _normal_of(name: str, fn) -> Normal:
@@ -76,7 +76,7 @@ def _site_scale(site: dict) -> float:
     return scale.item() if isinstance(scale, torch.Tensor) else float(scale)
 
 
-class BILBO(LossELBO):
+class BILBO(VectorizedLossELBO):
     r"""Negative BILBO, scaled to the dataset: ``loss = −N · BILBO(batch)``.
 
     Usable like the other objectives::
@@ -115,15 +115,6 @@ class BILBO(LossELBO):
 
     #: why D + βR is not defined for this objective (read by :mod:`pyrovae.infer.beta`)
     beta_unsupported = "BILBO requires one common scale on every site"
-
-    def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, **kwargs):
-        kwargs.pop("vectorize_particles", None)
-        super().__init__(
-            num_particles=num_particles,
-            max_plate_nesting=max_plate_nesting,
-            vectorize_particles=True,
-            **kwargs,
-        )
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         model_trace, guide_trace, pdim = vectorized_traces(

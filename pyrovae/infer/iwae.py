@@ -13,10 +13,10 @@ import math
 import torch
 
 from pyrovae.infer.importance import log_importance_weights
-from pyrovae.infer.loss_elbo import LossELBO
+from pyrovae.infer.loss_elbo import VectorizedLossELBO
 
 
-class IWAE_ELBO(LossELBO):
+class IWAE_ELBO(VectorizedLossELBO):
     """Negative IWAE bound with ``num_particles = K`` importance samples per data point.
 
     Unlike :class:`pyro.infer.RenyiELBO` with ``alpha=0`` — which has no
@@ -40,13 +40,7 @@ class IWAE_ELBO(LossELBO):
     )
 
     def __init__(self, num_particles: int = 5, max_plate_nesting: int = 1, **kwargs):
-        kwargs.pop("vectorize_particles", None)
-        super().__init__(
-            num_particles=num_particles,
-            max_plate_nesting=max_plate_nesting,
-            vectorize_particles=True,
-            **kwargs,
-        )
+        super().__init__(num_particles, max_plate_nesting, **kwargs)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         log_w, scale = log_importance_weights(

@@ -28,3 +28,16 @@ class LossELBO(ELBO):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
         return loss.item()
+
+
+class VectorizedLossELBO(LossELBO):
+    """A :class:`LossELBO` that always draws its particles in one vectorised pass."""
+
+    def __init__(self, num_particles: int = 1, max_plate_nesting: int = 1, **kwargs):
+        kwargs.pop("vectorize_particles", None)
+        super().__init__(
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            vectorize_particles=True,
+            **kwargs,
+        )
