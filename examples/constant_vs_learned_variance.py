@@ -239,8 +239,10 @@ def main(argv=None) -> dict:
         "device": "cpu",
     }
     mnist = load_dataset("mnist-binarized", data_dir=args.data_dir)
+    # the static binarised test split is sorted by class: take evenly spaced test images
+    spaced = torch.linspace(0, mnist.test.shape[0] - 1, args.mnist_test).long()
     mnist = dataclasses.replace(
-        mnist, train=mnist.train[: args.mnist_train], test=mnist.test[: args.mnist_test]
+        mnist, train=mnist.train[: args.mnist_train], test=mnist.test[spaced]
     )
     frey = load_dataset("frey", data_dir=args.data_dir)
     tables = {

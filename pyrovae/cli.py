@@ -57,7 +57,7 @@ def _int_list(ctx, param, value):
             f"expected comma-separated integers like 400,400, got {value!r}"
         ) from None
     if not widths or any(w < 1 for w in widths):
-        raise click.BadParameter(f"widths must be positive integers, got {value!r}")
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
     return widths
 
 
@@ -123,7 +123,8 @@ TRAIN_OPTIONS = [
     click.option(
         "--guide",
         type=_choice(registry.GUIDES),
-        help="q(z|x): diagonal (learned σ(x)) or constant (means only; Fyffe) [default: diagonal].",
+        help="q(z|x): diagonal (learned σ(x)), constant (means only; Fyffe) or deterministic "
+        "(a point code: a plain auto-encoder, with --beta 0) [default: diagonal].",
     ),
     click.option(
         "--posterior-scale",
@@ -175,6 +176,15 @@ TRAIN_OPTIONS = [
         help="Optimiser [default: adam; AEVB used adagrad].",
     ),
     click.option("--lr", type=float, help="Learning rate [default: 1e-3]."),
+    click.option(
+        "--lr-milestones",
+        callback=_int_list,
+        help="Epochs at which the learning rate is multiplied by --lr-gamma, comma-separated "
+        "[default: none].",
+    ),
+    click.option(
+        "--lr-gamma", type=float, help="Learning-rate factor at each milestone [default: 0.1]."
+    ),
     click.option("--weight-decay", type=float, help="L2 weight decay [default: 0]."),
     click.option("--batch-size", "-M", type=int, help="Minibatch size M [default: 100]."),
     click.option("--epochs", type=int, help="Epochs [default: 10]."),
@@ -282,7 +292,9 @@ def train(config_file, out, resume, overwrite, progress, **options):
       pyrovae train --epochs 5 --latent 2
       pyrovae train --dataset mnist-binarized --objective iwae -L 5 --out runs/iwae
       pyrovae train --config run.toml --lr 3e-4
+      torchrun --standalone --nproc_per_node 2 -m pyrovae train --dataset mnist-binarized
     """
+    from pyrovae import distributed
     from pyrovae.config import RunConfig, load_toml
     from pyrovae.train import train as train_run
 
@@ -293,9 +305,15 @@ def train(config_file, out, resume, overwrite, progress, **options):
         folder = Path(out or Path("runs") / config.dataset)
         if resume and not folder.exists():
             raise click.ClickException(f"--resume: run folder {folder} does not exist")
-        result = train_run(config, folder, resume=resume, overwrite=overwrite, progress=progress)
-        click.echo(f"run written to {folder}")
-        _print_summary(result.summary)
+        try:
+            result = train_run(
+                config, folder, resume=resume, overwrite=overwrite, progress=progress
+            )
+        finally:
+            distributed.shutdown()
+        if result.run is not None:  # under torchrun, rank 0 writes and reports
+            click.echo(f"run written to {folder}")
+            _print_summary(result.summary)
 
     _run_safely(go)
 

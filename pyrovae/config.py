@@ -63,6 +63,9 @@ class RunConfig:
     init: str = "default"
     optimizer: str = "adam"
     lr: float = 1e-3
+    #: epochs at which the learning rate is multiplied by ``lr_gamma`` (torch's MultiStepLR)
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
     weight_decay: float = 0.0
     batch_size: int = 100
     epochs: int = 10
@@ -128,6 +131,7 @@ class RunConfig:
         if self.likelihood != "auto":
             _check(registry.LIKELIHOODS, self.likelihood)
         _check_rate_distortion(self)
+        _check_point_posterior(self)
         _check_full_vb(self)
         for key in ("particles", "latent_dim", "batch_size", "eval_samples"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
@@ -138,7 +142,14 @@ class RunConfig:
         self.hidden = [int(h) for h in self.hidden]
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden widths must be positive integers, got {self.hidden}")
-        for key in ("lr", "sigma"):
+        if not isinstance(self.lr_milestones, (list, tuple)) or not all(
+            isinstance(m, int) and not isinstance(m, bool) for m in self.lr_milestones
+        ):
+            raise ConfigError(f"lr_milestones must be a list of epochs, got {self.lr_milestones!r}")
+        self.lr_milestones = sorted(self.lr_milestones)
+        if any(m < 1 for m in self.lr_milestones):
+            raise ConfigError(f"lr_milestones must be epochs >= 1, got {self.lr_milestones}")
+        for key in ("lr", "sigma", "lr_gamma"):
             if not (isinstance(getattr(self, key), (int, float)) and getattr(self, key) > 0):
                 raise ConfigError(f"{key} must be a positive number, got {getattr(self, key)!r}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
@@ -200,6 +211,16 @@ def _check_rate_distortion(cfg: RunConfig) -> None:
                 f"{cfg.beta_schedule!r}): {reason}; use beta 1 with the constant schedule, or "
                 "objective trace or meanfield"
             )
+
+
+def _check_point_posterior(cfg: RunConfig) -> None:
+    """The deterministic guide (a plain auto-encoder) has no density in z: train it with β = 0."""
+    if cfg.guide == "deterministic" and (cfg.beta != 0.0 or cfg.beta_schedule != "constant"):
+        raise ConfigError(
+            f"guide 'deterministic' is a point posterior (a plain auto-encoder) with no rate to "
+            f"weigh, but beta is {cfg.beta:g} (schedule {cfg.beta_schedule!r}); pass beta 0 "
+            "with the constant schedule (--beta 0)"
+        )
 
 
 def _check_full_vb(cfg: RunConfig) -> None:

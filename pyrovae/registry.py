@@ -89,6 +89,7 @@ GUIDES = Registry(
     {
         "diagonal": "pyrovae.guides.diagonal:DiagonalGaussian",
         "constant": "pyrovae.guides.constant:ConstantVariance",
+        "deterministic": "pyrovae.guides.deterministic:DeterministicGuide",
     },
 )
 

@@ -41,11 +41,17 @@ def small(dataset, n_train: int, n_test: int):
     """A slice of a real dataset: the first ``n_train`` / ``n_test`` points."""
     import dataclasses
 
+    def head(labels, n):
+        return None if labels is None else labels[:n]
+
     return dataclasses.replace(
         dataset,
         train=dataset.train[:n_train],
         valid=dataset.valid[:n_test],
         test=dataset.test[:n_test],
+        train_labels=head(dataset.train_labels, n_train),
+        valid_labels=head(dataset.valid_labels, n_test),
+        test_labels=head(dataset.test_labels, n_test),
     )
 
 

@@ -128,7 +128,8 @@ def test_swap_guides(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", argv)
     runpy.run_path(str(EXAMPLES / "swap_guides.py"), run_name="__main__")
     results = json.loads((tmp_path / "swap_guides.json").read_text())
-    assert set(results) == set(registry.GUIDES.names())
+    # every guide of a VAE; "deterministic" is a plain auto-encoder, not a VAE guide
+    assert set(results) == set(registry.GUIDES.names()) - {"deterministic"}
     assert _all_finite(results)
     for guide in results:
         _png(tmp_path / f"swap_guides_{guide}.png")

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from pyrovae import registry
-from pyrovae.guides import ConstantVariance, DiagonalGaussian
-from pyrovae.infer.fast_elbo import REFERENCES, FastELBO, supports_fast_path
+from pyrovae.guides import ConstantVariance, DeterministicGuide, DiagonalGaussian
+from pyrovae.infer.fast_elbo import REFERENCES, FastELBO, fast_log_weights, supports_fast_path
+from pyrovae.infer.importance import log_importance_weights
 from pyrovae.models import (
     MSE,
     Baggins,
@@ -35,6 +36,7 @@ LIKELIHOODS = {
 GUIDES = {
     "diagonal": lambda: DiagonalGaussian(D, DZ, hidden=[8]),
     "constant": lambda: ConstantVariance(D, DZ, hidden=[8], learn_scale="vector"),
+    "deterministic": lambda: DeterministicGuide(D, DZ, hidden=[8]),
 }
 
 
@@ -105,3 +107,18 @@ def test_fast_beta_equals_scaled_reference(kind, beta):
     torch.testing.assert_close(loss_f, loss_r, rtol=1e-5, atol=1e-4)
     for gf, gr in zip(grads_f, grads_r):
         torch.testing.assert_close(gf, gr, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("likelihood", sorted(LIKELIHOODS))
+@pytest.mark.parametrize("guide_name", sorted(GUIDES))
+def test_fast_importance_weights_equal_the_traced_ones(likelihood, guide_name):
+    torch.manual_seed(0)
+    model = VAE(D, DZ, hidden=[8], likelihood=LIKELIHOODS[likelihood]()).double()
+    guide = GUIDES[guide_name]().double()
+    x = torch.bernoulli(torch.full((9, D), 0.4, dtype=torch.float64))
+    pyro.set_rng_seed(3)
+    traced, _ = log_importance_weights(model, guide, x, num_samples=17)
+    pyro.set_rng_seed(3)
+    fast = fast_log_weights(model, guide, x, 17)
+    assert fast.shape == (17, 9)
+    torch.testing.assert_close(fast, traced, rtol=1e-12, atol=1e-10)

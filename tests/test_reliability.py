@@ -244,7 +244,11 @@ def _cases(root: Path, data_dir: Path) -> list[tuple[str, list[str], list[str]]]
         ),
         ("unknown guide", ["train", *RUN, "--guide", "nope", "--out", new], ["--guide"]),
         ("latent size 0", ["train", *RUN, "--latent", "0", "--out", new], ["latent_dim"]),
-        ("negative hidden width", ["train", *RUN, "--hidden", "-4", "--out", new], ["widths"]),
+        (
+            "negative hidden width",
+            ["train", *RUN, "--hidden", "-4", "--out", new],
+            ["positive integers"],
+        ),
         ("batch size 0", ["train", *RUN, "--batch-size", "0", "--out", new], ["batch_size"]),
         ("negative epochs", ["train", *RUN, "--epochs", "-1", "--out", new], ["epochs"]),
         ("zero particles", ["train", *RUN, "--particles", "0", "--out", new], ["particles"]),

@@ -57,6 +57,21 @@ def test_resume_reproduces_the_uninterrupted_run(mnist_slice, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_lr_milestones_divide_the_rate_and_resume_across_them_exactly(mnist_slice, tmp_path):
+    data = small(mnist_slice, 600, 200)
+    config = {**_resume_config(4), "lr_milestones": [2, 3], "lr_gamma": 0.5}
+    full = train(config, tmp_path / "full", dataset=data, plots=False)
+    assert [r["lr"] for r in full.metrics] == [3e-3, 3e-3, 1.5e-3, 7.5e-4]
+    constant = train(_resume_config(4), dataset=data, plots=False)
+    # before the first milestone nothing differs; after it the runs part
+    assert full.metrics[1]["test_elbo"] == constant.metrics[1]["test_elbo"]
+    assert full.metrics[3]["test_elbo"] != constant.metrics[3]["test_elbo"]
+    train({**config, "epochs": 2}, tmp_path / "part", dataset=data, plots=False)
+    resumed = train(config, tmp_path / "part", dataset=data, resume=True, plots=False)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_same_seed_same_numbers_and_other_seed_differs(mnist_slice):
     data = small(mnist_slice, 300, 100)
     a = train(_resume_config(1), dataset=data, plots=False).metrics[0]

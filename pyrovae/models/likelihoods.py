@@ -22,6 +22,7 @@ import math
 
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 _MEAN_ACTIVATIONS = ("identity", "sigmoid")
@@ -50,6 +51,14 @@ class Likelihood(nn.Module):
     def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
         """The distribution of ``x`` given decoder output ``h``; event shape ``(D,)``."""
         raise NotImplementedError
+
+    def log_prob(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x | h)`` summed over the D data dimensions: ``self(h).log_prob(x)``.
+
+        Heads may override it with a cheaper formula of the same value (the fast
+        training path calls it every step; a test compares it with the distribution's).
+        """
+        return self(h).log_prob(x)
 
     def mean(self, h: torch.Tensor) -> torch.Tensor:
         """E[x | z]: what reconstructions and samples show."""
@@ -84,6 +93,11 @@ class Bernoulli(Likelihood):
     def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
         # Validation would reject grey values; check_data guards the strict case.
         return dist.Bernoulli(logits=h, validate_args=False).to_event(1)
+
+    def log_prob(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # one fused pass; the negation after the sum, on (..., B) rather than (..., B, D)
+        bce = F.binary_cross_entropy_with_logits(h, x.expand_as(h), reduction="none")
+        return -bce.sum(-1)
 
     def mean(self, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(h)
