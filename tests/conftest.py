@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -53,6 +54,30 @@ def small(dataset, n_train: int, n_test: int):
         valid_labels=head(dataset.valid_labels, n_test),
         test_labels=head(dataset.test_labels, n_test),
     )
+
+
+def numbers(obj):
+    """Every int or float (not bool) in a JSON-like ``obj``, however deeply nested."""
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield obj
+
+
+def all_finite(obj) -> bool:
+    """True when every number in the JSON-like ``obj`` is finite."""
+    return all(math.isfinite(v) for v in numbers(obj))
+
+
+def assert_png(path: Path, max_bytes: int = 300_000) -> None:
+    """``path`` exists, is a PNG and is smaller than ``max_bytes``."""
+    assert path.exists(), path
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size < max_bytes
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import runpy
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import all_finite, assert_png
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -31,31 +31,10 @@ def _run(name: str, out: Path, data_dir: Path) -> dict:
     return json.loads((out / f"{name}.json").read_text())
 
 
-def _numbers(obj):
-    if isinstance(obj, dict):
-        for v in obj.values():
-            yield from _numbers(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _numbers(v)
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        yield obj
-
-
-def _all_finite(obj) -> bool:
-    return all(math.isfinite(v) for v in _numbers(obj))
-
-
-def _png(path: Path) -> None:
-    assert path.exists(), path
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert path.stat().st_size < 300_000
-
-
 def test_unbounded_likelihood(tmp_path, data_dir):
     report = _run("unbounded_likelihood", tmp_path, data_dir)
-    _png(tmp_path / "unbounded_likelihood.png")
-    assert report["quick"] is True and _all_finite(report)
+    assert_png(tmp_path / "unbounded_likelihood.png")
+    assert report["quick"] is True and all_finite(report)
     names = [r["likelihood"] for r in report["results"]]
     assert names == ["gaussian-learned", "bounded-gaussian", "gaussian-fixed", "baggins"]
     for r in report["results"]:
@@ -86,8 +65,8 @@ def test_unbounded_likelihood(tmp_path, data_dir):
 
 def test_constant_vs_learned_variance(tmp_path, data_dir):
     report = _run("constant_vs_learned_variance", tmp_path, data_dir)
-    _png(tmp_path / "constant_vs_learned_variance.png")
-    assert _all_finite(report)
+    assert_png(tmp_path / "constant_vs_learned_variance.png")
+    assert all_finite(report)
     assert set(report["tables"]) == {"mnist-binarized", "frey"}
     for rows in report["tables"].values():
         variants = [r["variant"] for r in rows]
@@ -103,9 +82,9 @@ def test_constant_vs_learned_variance(tmp_path, data_dir):
 
 def test_scale_invariance(tmp_path, data_dir):
     report = _run("scale_invariance", tmp_path, data_dir)
-    _png(tmp_path / "scale_invariance.png")
-    _png(tmp_path / "scale_invariance_reconstructions.png")
-    assert _all_finite(report) and report["dtype"] == "float64"
+    assert_png(tmp_path / "scale_invariance.png")
+    assert_png(tmp_path / "scale_invariance_reconstructions.png")
+    assert all_finite(report) and report["dtype"] == "float64"
     families = report["families"]
     assert families["baggins"]["invariant"] is True
     assert families["baggins"]["max_abs_deviation_from_d_log_c"] < 1e-8
@@ -130,6 +109,6 @@ def test_swap_guides(tmp_path, monkeypatch):
     results = json.loads((tmp_path / "swap_guides.json").read_text())
     # every guide of a VAE; "deterministic" is a plain auto-encoder, not a VAE guide
     assert set(results) == set(registry.GUIDES.names()) - {"deterministic"}
-    assert _all_finite(results)
+    assert all_finite(results)
     for guide in results:
-        _png(tmp_path / f"swap_guides_{guide}.png")
+        assert_png(tmp_path / f"swap_guides_{guide}.png")

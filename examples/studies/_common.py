@@ -7,16 +7,26 @@ they share, with a deliberately small API:
 
 * :func:`parse_args` — the common options (``--quick``, ``--out``, ``--figures``,
   ``--runs-dir``, ``--threads``, ``--data-dir``, ``--seed``), plus a study's own;
+* :func:`override_options`, :func:`settings` — the optional ``--latents`` / ``--epochs``
+  options and a mode's settings with the options given on the command line;
 * :func:`study_config` — the AEVB training recipe as a :class:`~pyrovae.config.RunConfig`
-  dict (tanh, Adagrad, M = 100, L = 1, L^B) with overrides;
+  dict (tanh, Adagrad, M = 100, L = 1, L^B) with overrides; :func:`mnist_config` and
+  :func:`frey_config` — that recipe on ``mnist-dynamic`` and on Frey Face;
 * :func:`load` — a dataset from the registry, sliced (:func:`subset`) to the first ``n``
-  points of each split;
+  points of each split; :func:`spread` — evenly spaced rows; :func:`load_spread` — a dataset
+  whose test split is :func:`spread`;
 * :func:`train_run` — :func:`pyrovae.train.train` into ``RUNS_DIR/<study>/<label>``
   (replacing an earlier run there), returning the result and its per-epoch curve;
 * :func:`evaluate_elbo` — a trained model's ELBO on any tensor (e.g. the training set);
-* :func:`header`, :func:`write_json`, :func:`finish` — the JSON's common fields (command
-  line, settings), a strict writer (finite numbers only), and the last step (wall time, write);
-* :func:`new_figure`, :func:`save_figure` — small matplotlib figures (80 dpi) without pyplot.
+* :func:`best_test_elbo`, :func:`elbo_summary`, :func:`without_curves` — small summaries of
+  run records;
+* :func:`data_budget`, :func:`header`, :func:`write_json`, :func:`finish` — the budget's
+  data fields, the JSON's common fields (command line, settings), a strict writer (finite
+  numbers only), and the last step (wall time, write); :func:`finish_runs` — that last step
+  for a study of one figure and a table of runs;
+* :func:`new_figure`, :func:`save_figure` — small matplotlib figures (80 dpi) without pyplot;
+  :func:`plot_train_test`, :func:`train_test_legend`, :func:`elbo_ylim` — the train / test
+  curves the studies draw.
 
 Numbers are per data point, in nats; ELBOs are reported as they are (negative for binary data).
 Scripts import this module as ``_common`` (their own folder is first on ``sys.path`` when run
@@ -87,6 +97,27 @@ def parse_args(
     return args
 
 
+def override_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--latents`` (the N_z to compare) and ``--epochs``, both overriding the mode's."""
+    parser.add_argument("--latents", type=int, nargs="+", default=None, help="the N_z to compare")
+    parser.add_argument("--epochs", type=int, default=None)
+
+
+def settings(
+    args: argparse.Namespace,
+    quick: dict[str, Any],
+    full: dict[str, Any],
+    keys: Sequence[str] = ("latents", "epochs"),
+) -> dict[str, Any]:
+    """A copy of ``quick`` (``--quick``) or ``full``, with every option of ``keys`` that was
+    given on the command line (not ``None``) in place of the mode's value."""
+    s = dict(quick if args.quick else full)
+    for key in keys:
+        if getattr(args, key) is not None:
+            s[key] = getattr(args, key)
+    return s
+
+
 def study_config(**overrides: Any) -> dict[str, Any]:
     """The AEVB recipe (Kingma & Welling 2013, sec. 5) as a config dict, with ``overrides``.
 
@@ -106,6 +137,26 @@ def study_config(**overrides: Any) -> dict[str, Any]:
         "device": "cpu",
     }
     return {**base, **overrides}
+
+
+def mnist_config(**overrides: Any) -> dict[str, Any]:
+    """:func:`study_config` on ``mnist-dynamic`` (Bernoulli decoder, 500 hidden units)."""
+    return study_config(
+        **{"dataset": "mnist-dynamic", "likelihood": "bernoulli", "hidden": [500], **overrides}
+    )
+
+
+def frey_config(**overrides: Any) -> dict[str, Any]:
+    """:func:`study_config` on Frey Face: 200 hidden units, the Gaussian decoder with learned
+    variance and sigmoid means, and ``nan_policy="rollback"`` (that decoder is unbounded)."""
+    frey = {
+        "dataset": "frey",
+        "likelihood": "gaussian-learned",
+        "mean_activation": "sigmoid",
+        "hidden": [200],
+        "nan_policy": "rollback",
+    }
+    return study_config(**{**frey, **overrides})
 
 
 def subset(dataset, n_train: int | None = None, n_test: int | None = None):
@@ -132,6 +183,24 @@ def load(name: str, args: argparse.Namespace, n_train=None, n_test=None):
 
     data = load_dataset(name, data_dir=args.data_dir, download=args.data_dir is None)
     return subset(data, n_train, n_test)
+
+
+def spread_index(size: int, n: int) -> torch.Tensor:
+    """The indices of ``min(n, size)`` rows evenly spaced over ``size`` rows."""
+    return torch.linspace(0, size - 1, min(n, size)).long()
+
+
+def spread(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` rows of ``x`` evenly spaced: the binarised MNIST test split is sorted by digit
+    class (≈ 1000 0s, then 1s, ...), so ``x[:n]`` is not a representative sample."""
+    return x[spread_index(x.shape[0], n)]
+
+
+def load_spread(name: str, args: argparse.Namespace, n_train: int | None, n_test: int):
+    """Dataset ``name`` with its first ``n_train`` training points and ``n_test`` test points
+    :func:`spread` over its test split (validation split left whole)."""
+    data = load(name, args, n_train, None)
+    return dataclasses.replace(data, test=spread(data.test, n_test))
 
 
 def train_run(config: dict, args: argparse.Namespace, label: str, dataset, plots: bool = False):
@@ -190,6 +259,38 @@ def evaluate_elbo(result, x: torch.Tensor, seed: int, num_samples: int = 1) -> f
     return terms["elbo"].mean().item()
 
 
+def best_test_elbo(curve: list[dict]) -> float:
+    """The highest test ELBO of a run's per-epoch ``curve``."""
+    return max(p["test_elbo"] for p in curve)
+
+
+def elbo_summary(record: dict) -> dict[str, float]:
+    """A :func:`train_run` record's final train and test ELBO and its best test ELBO."""
+    return {
+        "final_train_elbo": record["final_train_elbo"],
+        "final_test_elbo": record["final_test_elbo"],
+        "best_test_elbo": best_test_elbo(record["curve"]),
+    }
+
+
+def without_curves(rows: list[dict]) -> list[dict]:
+    """``rows`` without their ``curve`` entries (the JSON's summary table)."""
+    return [{k: v for k, v in r.items() if k != "curve"} for r in rows]
+
+
+def data_budget(dataset, epochs: int, **extra: Any) -> dict[str, Any]:
+    """The budget fields of a run on ``dataset``: its sizes, ``epochs`` and the training samples
+    seen (epochs × training-set size), then ``extra``."""
+    n = dataset.train.shape[0]
+    return {
+        "num_train": n,
+        "num_test": dataset.test.shape[0],
+        "epochs": epochs,
+        "samples_seen": epochs * n,
+        **extra,
+    }
+
+
 def header(args: argparse.Namespace, replicates: str, budget: dict) -> dict[str, Any]:
     """The fields every study JSON starts with."""
     import pyro
@@ -243,6 +344,21 @@ def finish(args: argparse.Namespace, report: dict) -> dict:
     return report
 
 
+def finish_runs(
+    args: argparse.Namespace, replicates: str, budget: dict, figure: Path, rows: list[dict]
+) -> dict:
+    """:func:`finish` a study of one ``figure`` and one row per run: after the
+    :func:`header`, the figure's name, the ``table`` (the rows without their curves) and the
+    ``runs`` (the rows)."""
+    report = {
+        **header(args, replicates, budget),
+        "figures": [figure.name],
+        "table": without_curves(rows),
+        "runs": rows,
+    }
+    return finish(args, report)
+
+
 def new_figure(figsize: tuple[float, float]) -> Figure:
     """A constrained-layout figure on an Agg canvas (no pyplot state)."""
     fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
@@ -265,3 +381,29 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
         image.convert("RGB").quantize(256).save(path, format="PNG", optimize=True)
     print(f"wrote {path}", flush=True)
     return path
+
+
+def plot_train_test(
+    ax, curve: list[dict], colour: str, label: str, x: str = "epoch", train_first: bool = False
+) -> None:
+    """Draw a run's test (solid) and running-mean train (dashed) ELBO against ``x`` in
+    ``colour``, with one legend entry ``label``; ``train_first`` draws the train curve below."""
+    xs = [p[x] for p in curve]
+    lines = [("test_elbo", "-", 1.5), ("train_elbo", "--", 1)]
+    for key, style, width in reversed(lines) if train_first else lines:
+        ax.plot(xs, [p[key] for p in curve], style, color=colour, lw=width)
+    ax.plot([], [], "-", color=colour, label=label)
+
+
+def train_test_legend(ax) -> None:
+    """The legend entries of the line styles of :func:`plot_train_test`."""
+    ax.plot([], [], "k-", label="test")
+    ax.plot([], [], "k--", label="train (running mean)")
+
+
+def elbo_ylim(ax, rows: list[dict], pad: float = 5) -> None:
+    """Limit ``ax``'s y axis to the train and test ELBOs of the runs' curves after the first
+    epoch (far below the rest), with ``pad`` nats either side."""
+    values = [p[k] for r in rows for p in r["curve"][1:] for k in ("train_elbo", "test_elbo")]
+    if values:
+        ax.set_ylim(min(values) - pad, max(values) + pad)

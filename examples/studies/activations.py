@@ -23,14 +23,18 @@ from __future__ import annotations
 import statistics
 
 from _common import (
-    finish,
-    header,
+    data_budget,
+    elbo_summary,
+    elbo_ylim,
+    finish_runs,
     load,
+    mnist_config,
     new_figure,
     parse_args,
+    plot_train_test,
     save_figure,
-    study_config,
     train_run,
+    train_test_legend,
 )
 
 NAME = "activations"
@@ -44,15 +48,9 @@ def plot(rows: list[dict], path) -> None:
     fig = new_figure((11, 4.2))
     ax, bar = fig.subplots(1, 2, width_ratios=(2, 1))
     for i, r in enumerate(rows):
-        epochs = [p["epoch"] for p in r["curve"]]
-        ax.plot(epochs, [p["test_elbo"] for p in r["curve"]], "-", color=f"C{i}", lw=1.5)
-        ax.plot(epochs, [p["train_elbo"] for p in r["curve"]], "--", color=f"C{i}", lw=1)
-        ax.plot([], [], "-", color=f"C{i}", label=r["activation"])
-    ax.plot([], [], "k-", label="test")
-    ax.plot([], [], "k--", label="train (running mean)")
-    finals = [p[k] for r in rows for p in r["curve"][1:] for k in ("train_elbo", "test_elbo")]
-    if finals:
-        ax.set_ylim(min(finals) - 5, max(finals) + 5)
+        plot_train_test(ax, r["curve"], f"C{i}", r["activation"])
+    train_test_legend(ax)
+    elbo_ylim(ax, rows)
     ax.set_xlabel("epoch")
     ax.set_ylabel("lower bound L^B per data point (nats)")
     ax.set_title(f"MNIST, $N_z$ = {LATENT}, 500 hidden units", fontsize=10)
@@ -73,11 +71,8 @@ def main(argv=None) -> dict:
     mnist = load("mnist-dynamic", args, s["n_train"], s["n_test"])
     rows = []
     for activation in ACTIVATIONS:
-        config = study_config(
-            dataset="mnist-dynamic",
-            likelihood="bernoulli",
+        config = mnist_config(
             latent_dim=LATENT,
-            hidden=[500],
             activation=activation,
             epochs=s["epochs"],
             threads=args.threads,
@@ -86,9 +81,7 @@ def main(argv=None) -> dict:
         seconds = [p["seconds"] for p in record["curve"]]
         row = {
             "activation": activation,
-            "final_train_elbo": record["final_train_elbo"],
-            "final_test_elbo": record["final_test_elbo"],
-            "best_test_elbo": max(p["test_elbo"] for p in record["curve"]),
+            **elbo_summary(record),
             "median_seconds_per_epoch": statistics.median(seconds),
             "mean_seconds_per_epoch": statistics.fmean(seconds),
             "wall_seconds": record["wall_seconds"],
@@ -105,22 +98,9 @@ def main(argv=None) -> dict:
         r["seconds_per_epoch_relative_to_tanh"] = r["median_seconds_per_epoch"] / tanh
     figure = args.figures / f"{NAME}.png"
     plot(rows, figure)
-    budget = {
-        "dataset": "mnist-dynamic",
-        "num_train": mnist.train.shape[0],
-        "num_test": mnist.test.shape[0],
-        "epochs": s["epochs"],
-        "samples_seen": s["epochs"] * mnist.train.shape[0],
-        "recipe": f"hidden [500], Adagrad lr 0.01, M=100, L=1, L^B, latent {LATENT}",
-    }
-    table = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
-    report = {
-        **header(args, "MLSALT4 report sec. 4.5, figure 6", budget),
-        "figures": [figure.name],
-        "table": table,
-        "runs": rows,
-    }
-    return finish(args, report)
+    recipe = f"hidden [500], Adagrad lr 0.01, M=100, L=1, L^B, latent {LATENT}"
+    budget = {"dataset": "mnist-dynamic", **data_budget(mnist, s["epochs"], recipe=recipe)}
+    return finish_runs(args, "MLSALT4 report sec. 4.5, figure 6", budget, figure, rows)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ other jobs (load average ≈ 4); ``--quick``: 300 / 100 frames, 2 epochs, M ∈ 
 from __future__ import annotations
 
 import numpy as np
-from _common import evaluate_elbo, finish, header, load, parse_args, study_config, train_run
+from _common import evaluate_elbo, finish, frey_config, header, load, parse_args, train_run
 
 from pyrovae.plots import plot_heatmap
 
@@ -49,16 +49,11 @@ def main(argv=None) -> dict:
     cells = []
     for i, m in enumerate(s["batch_sizes"]):
         for j, num in enumerate(s["particles"]):
-            config = study_config(
-                dataset="frey",
-                likelihood="gaussian-learned",
-                mean_activation="sigmoid",
+            config = frey_config(
                 latent_dim=LATENT,
-                hidden=[200],
                 batch_size=m,
                 particles=num,
                 epochs=s["epochs"],
-                nan_policy="rollback",
                 threads=args.threads,
             )
             result, record = train_run(config, args, f"M{m}-L{num}", frey)

@@ -27,14 +27,18 @@ Budget (full): the first 10 000 training images, the first 2 000 test images, 15
 from __future__ import annotations
 
 from _common import (
-    finish,
-    header,
+    data_budget,
+    elbo_summary,
+    elbo_ylim,
+    finish_runs,
     load,
+    mnist_config,
     new_figure,
     parse_args,
+    plot_train_test,
     save_figure,
-    study_config,
     train_run,
+    train_test_legend,
 )
 
 from pyrovae import registry
@@ -71,21 +75,15 @@ def plot(rows: list[dict], path) -> None:
         for r in rows:
             if r["variant"] != variant and not (r["depth"] == 1 and variant == "encoder"):
                 continue
-            colour = f"C{r['depth'] - 1}"
-            epochs = [p["epoch"] for p in r["curve"]]
-            ax.plot(epochs, [p["test_elbo"] for p in r["curve"]], "-", color=colour, lw=1.5)
-            ax.plot(epochs, [p["train_elbo"] for p in r["curve"]], "--", color=colour, lw=1)
-            ax.plot([], [], "-", color=colour, label=f"{r['depth']} hidden layer(s)")
-        ax.plot([], [], "k-", label="test")
-        ax.plot([], [], "k--", label="train (running mean)")
+            label = f"{r['depth']} hidden layer(s)"
+            plot_train_test(ax, r["curve"], f"C{r['depth'] - 1}", label)
+        train_test_legend(ax)
         ax.set_xlabel("epoch")
         ax.set_title(f"MNIST, $N_z$ = {LATENT}: {title}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel("lower bound L^B per data point (nats)")
-    finals = [p[k] for r in rows for p in r["curve"][1:] for k in ("train_elbo", "test_elbo")]
-    if finals:
-        axes[0].set_ylim(min(finals) - 5, max(finals) + 5)
+    elbo_ylim(axes[0], rows)
     save_figure(fig, path)
 
 
@@ -98,9 +96,7 @@ def main(argv=None) -> dict:
     plan += [("encoder", d, [WIDTH], f"diagonal-encoder{d}") for d in DEPTHS[1:]]
     rows = []
     for variant, depth, hidden, guide in plan:
-        config = study_config(
-            dataset="mnist-dynamic",
-            likelihood="bernoulli",
+        config = mnist_config(
             latent_dim=LATENT,
             hidden=hidden,
             guide=guide,
@@ -115,9 +111,7 @@ def main(argv=None) -> dict:
             "encoder_hidden": [WIDTH] * depth,
             "decoder_hidden": hidden,
             "parameters": result.summary["parameters"],
-            "final_train_elbo": record["final_train_elbo"],
-            "final_test_elbo": record["final_test_elbo"],
-            "best_test_elbo": max(p["test_elbo"] for p in record["curve"]),
+            **elbo_summary(record),
             "seconds_per_epoch": sum(seconds) / len(seconds),
             "wall_seconds": record["wall_seconds"],
             "curve": record["curve"],
@@ -130,22 +124,9 @@ def main(argv=None) -> dict:
         )
     figure = args.figures / f"{NAME}.png"
     plot(rows, figure)
-    budget = {
-        "dataset": "mnist-dynamic",
-        "num_train": mnist.train.shape[0],
-        "num_test": mnist.test.shape[0],
-        "epochs": s["epochs"],
-        "samples_seen": s["epochs"] * mnist.train.shape[0],
-        "recipe": f"width {WIDTH}, tanh, Adagrad lr 0.01, M=100, L=1, L^B, latent {LATENT}",
-    }
-    table = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
-    report = {
-        **header(args, "MLSALT4 report sec. 4.3, figure 4", budget),
-        "figures": [figure.name],
-        "table": table,
-        "runs": rows,
-    }
-    return finish(args, report)
+    recipe = f"width {WIDTH}, tanh, Adagrad lr 0.01, M=100, L=1, L^B, latent {LATENT}"
+    budget = {"dataset": "mnist-dynamic", **data_budget(mnist, s["epochs"], recipe=recipe)}
+    return finish_runs(args, "MLSALT4 report sec. 4.3, figure 4", budget, figure, rows)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ early-training values, not converged ones.
 
 from __future__ import annotations
 
-import dataclasses
 import textwrap
 import time
 
@@ -47,10 +46,12 @@ import torch
 from _common import (
     finish,
     header,
-    load,
+    load_spread,
     new_figure,
+    override_options,
     parse_args,
     save_figure,
+    settings,
     study_config,
     train_run,
 )
@@ -64,12 +65,6 @@ OBJECTIVES = {"trace": "L^A (Monte Carlo KL)", "meanfield": "L^B (analytic KL)"}
 STATES = ("init", "meanfield-trained", "trace-trained")
 
 
-def spread(x: torch.Tensor, n: int) -> torch.Tensor:
-    """``n`` rows of ``x`` evenly spaced: the binarised MNIST test split is sorted by digit
-    class (≈ 1000 0s, then 1s, ...), so ``x[:n]`` is not a representative sample."""
-    return x[torch.linspace(0, x.shape[0] - 1, min(n, x.shape[0])).long()]
-
-
 QUICK = dict(latents=[3, 10], train=500, test=200, train_eval=500, epochs=1, hidden=50, draws=20)
 FULL = dict(
     latents=[3, 10, 20], train=50000, test=10000, train_eval=10000, epochs=6, hidden=500, draws=200
@@ -77,17 +72,8 @@ FULL = dict(
 
 
 def _options(p) -> None:
-    p.add_argument("--latents", type=int, nargs="+", default=None, help="the N_z to compare")
-    p.add_argument("--epochs", type=int, default=None)
+    override_options(p)
     p.add_argument("--draws", type=int, default=None, help="R, gradient draws per estimator")
-
-
-def settings(args) -> dict:
-    s = dict(QUICK if args.quick else FULL)
-    for key in ("latents", "epochs", "draws"):
-        if getattr(args, key) is not None:
-            s[key] = getattr(args, key)
-    return s
 
 
 def _flat_grads(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
@@ -276,9 +262,8 @@ def plot_variance(rows: list[dict], path, title: str) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(NAME, __doc__.split("\n\n")[0], argv, _options)
-    s = settings(args)
-    data = load("mnist-binarized", args, s["train"], None)
-    data = dataclasses.replace(data, test=spread(data.test, s["test"]))
+    s = settings(args, QUICK, FULL, ("latents", "epochs", "draws"))
+    data = load_spread("mnist-binarized", args, s["train"], s["test"])
     rows, states = train_runs(args, s, data)
     variance = measure_variance(args, s, data, states)
     setting = (

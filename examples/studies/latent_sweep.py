@@ -39,14 +39,19 @@ from __future__ import annotations
 import json
 
 from _common import (
+    best_test_elbo,
+    data_budget,
     finish,
+    frey_config,
     header,
     load,
+    mnist_config,
     new_figure,
     parse_args,
+    plot_train_test,
     save_figure,
-    study_config,
     train_run,
+    train_test_legend,
 )
 
 NAME = "latent_sweep"
@@ -71,12 +76,9 @@ def plot(results: dict, path) -> None:
         runs = results[key]
         colours = [f"C{i}" for i in range(len(runs))]
         for colour, r in zip(colours, runs):
-            x = [p["samples_seen"] for p in r["curve"]]
-            ax.plot(x, [p["train_elbo"] for p in r["curve"]], "--", color=colour, lw=1)
-            ax.plot(x, [p["test_elbo"] for p in r["curve"]], "-", color=colour, lw=1.5)
-            ax.plot([], [], "-", color=colour, label=f"$N_z$ = {r['latent_dim']}")
-        ax.plot([], [], "k-", label="test")
-        ax.plot([], [], "k--", label="train (running mean)")
+            label = f"$N_z$ = {r['latent_dim']}"
+            plot_train_test(ax, r["curve"], colour, label, x="samples_seen", train_first=True)
+        train_test_legend(ax)
         ax.set_xscale("log")
         ax.set_xlabel("training samples seen")
         ax.set_ylabel("lower bound L^B per data point (nats)")
@@ -100,6 +102,15 @@ def replot_option(parser) -> None:
     )
 
 
+def announce(key: str, nz: int, record: dict) -> None:
+    """Print a run's final train and test ELBO and its wall time."""
+    print(
+        f"{key:5s} Nz={nz:3d}: train {record['final_train_elbo']:8.2f}  test "
+        f"{record['final_test_elbo']:8.2f}  ({record['wall_seconds']:.0f} s)",
+        flush=True,
+    )
+
+
 def main(argv=None) -> dict:
     args = parse_args(NAME, __doc__.split("\n\n")[0], argv, extra=replot_option)
     if args.replot:
@@ -111,59 +122,27 @@ def main(argv=None) -> dict:
     frey = load("frey", args, s["frey_train"], s["frey_test"])
     results = {"mnist": [], "frey": []}
     for nz in MNIST_LATENTS:
-        config = study_config(
-            dataset="mnist-dynamic",
-            likelihood="bernoulli",
-            latent_dim=nz,
-            hidden=[500],
-            epochs=s["mnist_epochs"],
-            threads=args.threads,
-        )
+        config = mnist_config(latent_dim=nz, epochs=s["mnist_epochs"], threads=args.threads)
         _, record = train_run(config, args, f"mnist-nz{nz}", mnist)
         results["mnist"].append({"latent_dim": nz, **record})
-        print(
-            f"mnist Nz={nz:3d}: train {record['final_train_elbo']:8.2f}  test "
-            f"{record['final_test_elbo']:8.2f}  ({record['wall_seconds']:.0f} s)",
-            flush=True,
-        )
+        announce("mnist", nz, record)
     for nz in FREY_LATENTS:
-        config = study_config(
-            dataset="frey",
-            likelihood="gaussian-learned",
-            mean_activation="sigmoid",
-            latent_dim=nz,
-            hidden=[200],
-            epochs=s["frey_epochs"],
-            nan_policy="rollback",
-            threads=args.threads,
-        )
+        config = frey_config(latent_dim=nz, epochs=s["frey_epochs"], threads=args.threads)
         result, record = train_run(config, args, f"frey-nz{nz}", frey)
         record["rollbacks"] = result.summary.get("rollbacks", [])
         results["frey"].append({"latent_dim": nz, **record})
-        print(
-            f"frey  Nz={nz:3d}: train {record['final_train_elbo']:8.2f}  test "
-            f"{record['final_test_elbo']:8.2f}  ({record['wall_seconds']:.0f} s)",
-            flush=True,
-        )
+        announce("frey", nz, record)
     figure = args.figures / f"{NAME}.png"
     plot(results, figure)
     budget = {
         "mnist": {
             "dataset": "mnist-dynamic",
-            "num_train": mnist.train.shape[0],
-            "num_test": mnist.test.shape[0],
-            "epochs": s["mnist_epochs"],
-            "samples_seen": s["mnist_epochs"] * mnist.train.shape[0],
-            "hidden": [500],
+            **data_budget(mnist, s["mnist_epochs"], hidden=[500]),
         },
         "frey": {
             "dataset": "frey",
             "likelihood": "gaussian-learned (sigmoid means)",
-            "num_train": frey.train.shape[0],
-            "num_test": frey.test.shape[0],
-            "epochs": s["frey_epochs"],
-            "samples_seen": s["frey_epochs"] * frey.train.shape[0],
-            "hidden": [200],
+            **data_budget(frey, s["frey_epochs"], hidden=[200]),
         },
         "paper": "x axis up to 1e8 training samples",
         "recipe": "tanh, Adagrad lr 0.01, M=100, L=1, objective L^B (meanfield)",
@@ -175,7 +154,7 @@ def main(argv=None) -> dict:
                 "samples_seen": r["curve"][-1]["samples_seen"],
                 "final_train_elbo": r["final_train_elbo"],
                 "final_test_elbo": r["final_test_elbo"],
-                "best_test_elbo": max(p["test_elbo"] for p in r["curve"]),
+                "best_test_elbo": best_test_elbo(r["curve"]),
                 "wall_seconds": r["wall_seconds"],
             }
             for r in runs

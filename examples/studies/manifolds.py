@@ -29,12 +29,13 @@ from __future__ import annotations
 import torch
 from _common import (
     finish,
+    frey_config,
     header,
     load,
+    mnist_config,
     new_figure,
     parse_args,
     save_figure,
-    study_config,
     train_run,
 )
 
@@ -86,22 +87,8 @@ def main(argv=None) -> dict:
         "frey": load("frey", args, s["frey_train"], s["frey_test"]),
     }
     configs = {
-        "mnist": study_config(
-            dataset="mnist-dynamic",
-            likelihood="bernoulli",
-            latent_dim=2,
-            hidden=[500],
-            epochs=s["mnist_epochs"],
-        ),
-        "frey": study_config(
-            dataset="frey",
-            likelihood="gaussian-learned",
-            mean_activation="sigmoid",
-            latent_dim=2,
-            hidden=[200],
-            epochs=s["frey_epochs"],
-            nan_policy="rollback",
-        ),
+        "mnist": mnist_config(latent_dim=2, epochs=s["mnist_epochs"]),
+        "frey": frey_config(latent_dim=2, epochs=s["frey_epochs"]),
     }
     results, rows, figures = {}, {}, []
     for key, config in configs.items():

@@ -43,7 +43,17 @@ import dataclasses
 import time
 
 import torch
-from _common import finish, header, load, new_figure, parse_args, save_figure, study_config
+from _common import (
+    finish,
+    header,
+    load,
+    new_figure,
+    parse_args,
+    save_figure,
+    spread,
+    spread_index,
+    study_config,
+)
 
 from pyrovae.infer import iw_log_likelihood
 from pyrovae.train import train
@@ -61,12 +71,6 @@ QUICK = dict(
     schedule={100: [1, 3], 1000: [1, 2]}, test=100, points=50, k=20, final_points=100, final_k=50
 )
 CHUNK = 100  # importance samples per vectorised pass
-
-
-def spread(x: torch.Tensor, n: int) -> torch.Tensor:
-    """``n`` rows of ``x`` evenly spaced: the binarised MNIST test split is sorted by digit
-    class (≈ 1000 0s, then 1s, ...), so ``x[:n]`` is not a representative sample."""
-    return x[torch.linspace(0, x.shape[0] - 1, min(n, x.shape[0])).long()]
 
 
 def log_px(model, guide, x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
@@ -93,7 +97,7 @@ def run_size(args, s: dict, full, test: torch.Tensor, n_train: int) -> dict:
     folder = args.runs_dir / args.name / f"ntrain{n_train}"
     train_points = data.train[: s["points"]]
     # evenly spaced over the (already evenly spaced) test images: the split is sorted by class
-    test_index = torch.linspace(0, test.shape[0] - 1, min(s["points"], test.shape[0])).long()
+    test_index = spread_index(test.shape[0], s["points"])
     test_points = test[test_index]
     points, wall = [], 0.0
     for i, epochs in enumerate(s["schedule"][n_train]):
@@ -168,22 +172,10 @@ def plot(runs: list[dict], s: dict, path) -> None:
     axes = fig.subplots(1, len(runs))
     for ax, r in zip(axes, runs):
         xs = [p["samples_seen"] for p in r["curve"]]
-        ax.plot(
-            xs,
-            [p["train_log_px"] for p in r["curve"]],
-            "--o",
-            color="C3",
-            ms=4,
-            label=f"AEVB train, log p(x) (IW, K={s['k']})",
-        )
-        ax.plot(
-            xs,
-            [p["test_log_px"] for p in r["curve"]],
-            "-o",
-            color="C0",
-            ms=4,
-            label=f"AEVB test, log p(x) (IW, K={s['k']})",
-        )
+        for split, style, colour in (("train", "--o", "C3"), ("test", "-o", "C0")):
+            ys = [p[f"{split}_log_px"] for p in r["curve"]]
+            label = f"AEVB {split}, log p(x) (IW, K={s['k']})"
+            ax.plot(xs, ys, style, color=colour, ms=4, label=label)
         n = r["num_train"]
         ax.plot(
             [m["epoch"] * n for m in r["per_epoch"]],

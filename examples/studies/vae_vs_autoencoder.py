@@ -35,7 +35,6 @@ report does not state its number of epochs ("the same portion of the MNIST data 
 
 from __future__ import annotations
 
-import dataclasses
 import textwrap
 
 import numpy as np
@@ -43,10 +42,13 @@ import torch
 from _common import (
     finish,
     header,
-    load,
+    load_spread,
     new_figure,
+    override_options,
     parse_args,
     save_figure,
+    settings,
+    spread,
     study_config,
     train_run,
 )
@@ -67,28 +69,13 @@ MODELS = {
 EXAMPLES = 10  # test digits shown in the reconstruction figure
 
 
-def spread(x: torch.Tensor, n: int) -> torch.Tensor:
-    """``n`` rows of ``x`` evenly spaced: the binarised MNIST test split is sorted by digit
-    class (≈ 1000 0s, then 1s, ...), so ``x[:n]`` is not a representative sample."""
-    return x[torch.linspace(0, x.shape[0] - 1, min(n, x.shape[0])).long()]
-
-
 QUICK = dict(latents=[2, 5], train=500, test=200, epochs=1, hidden=50)
 FULL = dict(latents=[2, 5, 10, 20], train=10000, test=5000, epochs=20, hidden=500)
 
 
 def _options(p) -> None:
-    p.add_argument("--latents", type=int, nargs="+", default=None, help="the N_z to compare")
-    p.add_argument("--epochs", type=int, default=None)
+    override_options(p)
     p.add_argument("--weight-decay", type=float, default=1.0, help="λ, the same for both")
-
-
-def settings(args) -> dict:
-    s = dict(QUICK if args.quick else FULL)
-    for key in ("latents", "epochs"):
-        if getattr(args, key) is not None:
-            s[key] = getattr(args, key)
-    return s
 
 
 @torch.no_grad()
@@ -105,15 +92,8 @@ def plot_mse(rows: list[dict], path, title: str) -> None:
         sel = sorted((r for r in rows if r["model"] == model), key=lambda r: r["latent_dim"])
         z = [r["latent_dim"] for r in sel]
         ax.plot(z, [r["test_mse"] for r in sel], "-o", color=colour, label=f"{model}, test")
-        ax.plot(
-            z,
-            [r["train_mse"] for r in sel],
-            "--o",
-            color=colour,
-            ms=3,
-            alpha=0.6,
-            label=f"{model}, train",
-        )
+        train = [r["train_mse"] for r in sel]
+        ax.plot(z, train, "--o", color=colour, ms=3, alpha=0.6, label=f"{model}, train")
     ax.set_xscale("log", base=2)
     ax.set_xticks(latents, [str(z) for z in latents])
     ax.set_xlabel("latent size N_z (bottleneck width)")
@@ -146,9 +126,8 @@ def plot_examples(x: torch.Tensor, recon: dict, shape, path, title: str) -> None
 
 def main(argv=None) -> dict:
     args = parse_args(NAME, __doc__.split("\n\n")[0], argv, _options)
-    s = settings(args)
-    data = load("mnist-binarized", args, s["train"], None)
-    data = dataclasses.replace(data, test=spread(data.test, s["test"]))
+    s = settings(args, QUICK, FULL)
+    data = load_spread("mnist-binarized", args, s["train"], s["test"])
     shown = spread(data.test, EXAMPLES)
     rows, recon = [], {}
     for latent in s["latents"]:
