@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import time
@@ -30,35 +29,14 @@ import torch
 
 from pyrovae.data import load_dataset
 from pyrovae.guides import DiagonalGaussian
-from pyrovae.infer.evaluation import iw_log_likelihood
+from pyrovae.infer.evaluation import chunked_log_mean_exp, iw_log_likelihood
 from pyrovae.infer.importance import log_importance_weights
 from pyrovae.models import VAE, Bernoulli
 
 
-@torch.no_grad()
-def naive_iw(model, guide, x, num_samples: int, batch_size: int) -> torch.Tensor:
-    """log (1/K) Σ_k w_k with one guide/model pass per sample k (per batch of points)."""
-    out = []
-    for xb in x.split(batch_size):
-        log_w = torch.cat(
-            [log_importance_weights(model, guide, xb, num_samples=1)[0] for _ in range(num_samples)]
-        )
-        out.append(torch.logsumexp(log_w, 0) - math.log(num_samples))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def traced_iw(model, guide, x, num_samples: int, chunk_size: int, batch_size: int):
-    """The chunked estimate through Pyro's vectorised traces (the general path)."""
-    out = []
-    for xb in x.split(batch_size):
-        acc = torch.full((xb.shape[0],), -math.inf, device=x.device)
-        for start in range(0, num_samples, chunk_size):
-            k = min(chunk_size, num_samples - start)
-            log_w, _ = log_importance_weights(model, guide, xb, num_samples=k)
-            acc = torch.logaddexp(acc, torch.logsumexp(log_w, 0))
-        out.append(acc - math.log(num_samples))
-    return torch.cat(out)
+def traced_weights(model, guide):
+    """``log_weights(xb, k)`` through Pyro's vectorised traces (the general path)."""
+    return lambda xb, k: log_importance_weights(model, guide, xb, num_samples=k)[0]
 
 
 def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
@@ -96,6 +74,7 @@ def main() -> None:
     model = VAE(784, args.latent, hidden=[args.hidden], likelihood=Bernoulli(784)).to(device)
     guide = DiagonalGaussian(784, args.latent, hidden=[args.hidden]).to(device)
     k = args.samples
+    traced = traced_weights(model, guide)
     t_vec, est_vec = timed(
         lambda: iw_log_likelihood(
             model, guide, x, k, chunk_size=args.chunk_size, batch_size=args.batch_size
@@ -103,9 +82,12 @@ def main() -> None:
         args.repeats,
     )
     t_traced, est_traced = timed(
-        lambda: traced_iw(model, guide, x, k, args.chunk_size, args.batch_size), args.repeats
+        lambda: chunked_log_mean_exp(traced, x, k, args.chunk_size, args.batch_size), args.repeats
     )
-    t_loop, est_loop = timed(lambda: naive_iw(model, guide, x, k, args.batch_size), args.repeats)
+    # the naive reference: one guide/model pass per sample k
+    t_loop, est_loop = timed(
+        lambda: chunked_log_mean_exp(traced, x, k, 1, args.batch_size), args.repeats
+    )
     work = len(x) * k
     report = {
         "benchmark": "iw_speed",

@@ -90,15 +90,16 @@ def _valid_elbo(run_dir: Path, x: torch.Tensor) -> float:
 
 
 def select(
-    name, data, epochs, select_every, device, run_dir: Path, resume=False, overrides=None
+    name, data, epochs, select_every, device, run_dir: Path, resume=False, settings=None
 ) -> dict:
     """Train with a validation check every ``select_every`` epochs; keep the best checkpoint.
 
     Writes ``best-checkpoint.pt`` and ``selection.json`` (history, best epoch, wall time)
     into the run folder after every check, so an interrupted benchmark loses nothing;
-    ``resume`` continues from the last check that ``selection.json`` records.
+    ``resume`` continues from the last check that ``selection.json`` records;
+    ``settings`` replaces the configuration's own RunConfig overrides.
     """
-    config = {**BASE, **CONFIGS[name][0], "device": device, **(overrides or {})}
+    config = {**BASE, **(settings or CONFIGS[name][0]), "device": device}
     best_path = run_dir / "best-checkpoint.pt"
     history, best, done, spent = [], None, 0, 0.0
     if resume and (run_dir / "selection.json").exists():
@@ -155,7 +156,7 @@ def run_config(
         selection = json.loads((run_dir / "selection.json").read_text())
     else:
         selection = select(
-            name, data, epochs, select_every, device, run_dir, resume, overrides=overrides
+            name, data, epochs, select_every, device, run_dir, resume, settings=overrides
         )
     best = selection["best"]
     _, model, guide, _ = load_run(run_dir, device=device, checkpoint=run_dir / "best-checkpoint.pt")

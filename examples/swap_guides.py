@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from pyrovae import registry
+from pyrovae.config import is_point_posterior
 from pyrovae.plots import plot_curves
 from pyrovae.train import train
 
@@ -27,8 +28,8 @@ data = {"dataset": args.dataset, "data_dir": args.data_dir, "seed": args.seed}
 model = {"latent_dim": 5, "hidden": [200], "epochs": 2 if args.quick else 30}
 results = {}
 for guide in registry.GUIDES.names():  # "diagonal", "constant", and any you register
-    if guide == "deterministic":  # a point posterior: a plain auto-encoder, not a VAE (its
-        continue  # ELBO is no bound); see examples/studies/vae_vs_autoencoder.py
+    if is_point_posterior(guide):  # a plain auto-encoder, not a VAE (its ELBO is no bound);
+        continue  # see examples/studies/vae_vs_autoencoder.py
     # learn_scale="scalar": the constant guide learns its s (guides ignore options they lack);
     # train(config, "runs/NAME") would also write a run folder (checkpoint, metrics, plots)
     run = train({**data, **model, "guide": guide, "learn_scale": "scalar"})

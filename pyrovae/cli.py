@@ -77,6 +77,14 @@ def main():
 
 
 # Options of `train`, each mapping to a RunConfig field (None = not given).
+#: options shared by the commands that load a run (evaluate, sample, manifold, diagnose)
+DEVICE_OPTION = click.option(
+    "--device", default="cpu", show_default=True, help="cpu or cuda: where to load the run."
+)
+SEED_OPTION = click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the random draws."
+)
+
 TRAIN_OPTIONS = [
     click.option(
         "--dataset",
@@ -446,8 +454,8 @@ def _dataset_for(config, info, dataset, data_dir):
 )
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N points.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@SEED_OPTION
+@DEVICE_OPTION
 def evaluate(
     run_dir, samples, split, dataset, data_dir, chunk_size, batch_size, limit, seed, device
 ):
@@ -496,12 +504,12 @@ def evaluate(
 @main.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--num", "-n", type=click.IntRange(1, 10000), default=64, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@SEED_OPTION
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="PNG [default: RUN/plots/samples-SEED.png]."
 )
 @click.option("--save-tensor", type=click.Path(dir_okay=False), help="Also save the means (.pt).")
-@click.option("--device", default="cpu", show_default=True)
+@DEVICE_OPTION
 def sample(run_dir, num, seed, out, save_tensor, device):
     """Draw z ~ p(z) and plot the decoder's means E[x|z]."""
 
@@ -540,7 +548,7 @@ def sample(run_dir, num, seed, out, save_tensor, device):
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="PNG [default: RUN/plots/manifold.png]."
 )
-@click.option("--device", default="cpu", show_default=True)
+@DEVICE_OPTION
 def manifold(run_dir, grid, out, device):
     """Plot the learned 2-D manifold: decoder means on a Φ⁻¹ grid (AEVB figure 4)."""
 
@@ -605,8 +613,8 @@ def manifold(run_dir, grid, out, device):
     show_default=True,
     help="First entries of each weight site to keep (0 = all; a 784×500 matrix is a lot).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@SEED_OPTION
+@DEVICE_OPTION
 @click.option("--out", type=click.Path(file_okay=False), help="Folder [default: RUN/diagnostics].")
 def diagnose(
     run_dir,

@@ -213,11 +213,18 @@ def _check_rate_distortion(cfg: RunConfig) -> None:
             )
 
 
+def is_point_posterior(guide: str) -> bool:
+    """Whether the registered guide ``guide`` is a point mass (``point_posterior``)."""
+    return bool(getattr(registry.GUIDES.get(guide), "point_posterior", False))
+
+
 def _check_point_posterior(cfg: RunConfig) -> None:
-    """The deterministic guide (a plain auto-encoder) has no density in z: train it with β = 0."""
-    if cfg.guide == "deterministic" and (cfg.beta != 0.0 or cfg.beta_schedule != "constant"):
+    """A point-posterior guide (a plain auto-encoder) has no density in z: train it with β = 0."""
+    if not is_point_posterior(cfg.guide):
+        return
+    if cfg.beta != 0.0 or cfg.beta_schedule != "constant":
         raise ConfigError(
-            f"guide 'deterministic' is a point posterior (a plain auto-encoder) with no rate to "
+            f"guide {cfg.guide!r} is a point posterior (a plain auto-encoder) with no rate to "
             f"weigh, but beta is {cfg.beta:g} (schedule {cfg.beta_schedule!r}); pass beta 0 "
             "with the constant schedule (--beta 0)"
         )

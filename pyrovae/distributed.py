@@ -114,6 +114,22 @@ def local_device(device: torch.device, ctx: Context) -> torch.device:
     return device
 
 
+def wrap(module: torch.nn.Module) -> torch.nn.Module:
+    """``DistributedDataParallel(module)``, without re-broadcasting buffers every step.
+
+    The buffers (input scales, frozen constants) are equal on every process; DDP's
+    option for that was renamed in torch 2.13 (``broadcast_buffers`` →
+    ``forward_sync_buffers``).
+    """
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    option = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    return DistributedDataParallel(module, **{option: False})
+
+
 def check_batches(num_data: int, batch_size: int, ctx: Context) -> None:
     """Every batch must give each process at least one point.
 

@@ -63,22 +63,6 @@ EVAL_BATCH = 1000
 IW_ROWS = 5_000
 
 
-def _no_buffer_sync() -> dict[str, bool]:
-    """DDP's option not to broadcast buffers every step (renamed in torch 2.13)."""
-    import inspect
-
-    from torch.nn.parallel import DistributedDataParallel
-
-    params = inspect.signature(DistributedDataParallel.__init__).parameters
-    return {
-        "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": False
-    }
-
-
-# the buffers (input scales, frozen constants) are equal on every process: no per-step sync
-_NO_BUFFER_SYNC = _no_buffer_sync()
-
-
 def make_optimizer(opt_cls, params, **options) -> torch.optim.Optimizer:
     """The optimiser ``opt_cls(params, **options)``, fused where torch offers it.
 
@@ -324,9 +308,7 @@ class Trainer:
         if not self.dist.enabled:
             return self.loss_fn(x, num_data=n)
         if self._parallel_loss is None:  # after any resume: DDP broadcasts rank 0's state
-            from torch.nn.parallel import DistributedDataParallel
-
-            self._parallel_loss = DistributedDataParallel(self.loss_fn, **_NO_BUFFER_SYNC)
+            self._parallel_loss = distributed.wrap(self.loss_fn)
         shard, weight = self.dist.shard(x)
         return self._parallel_loss(shard, num_data=n) * weight
 

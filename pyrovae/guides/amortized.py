@@ -36,6 +36,10 @@ class AmortizedGuide(PyroModule):
     (:meth:`pyrovae.models.gaussian_heads.Baggins.fit_data_scale`).
     """
 
+    #: True for a point mass q(z|x) (no density in z): an auto-encoder's encoder, whose
+    #: "ELBO" is no bound; the config then requires β = 0, and VAE comparisons skip it
+    point_posterior: bool = False
+
     def __init__(
         self,
         data_dim: int,

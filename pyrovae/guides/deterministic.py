@@ -46,6 +46,8 @@ class DeterministicGuide(AmortizedGuide):
     :param init: ``"default"`` or ``"aevb"``.
     """
 
+    point_posterior = True
+
     def __init__(
         self,
         data_dim: int,

@@ -76,7 +76,6 @@ def iw_log_likelihood(
         return full_vb.iw_log_likelihood(
             model, guide, x, num_samples, chunk_size, batch_size, max_plate_nesting
         )
-    chunk = num_samples if chunk_size is None else max(1, min(int(chunk_size), num_samples))
     if supports_fast_path(model, guide):  # pyrovae's own pairs: no Pyro traces (same numbers)
 
         def log_weights(xb, k):
@@ -88,14 +87,33 @@ def iw_log_likelihood(
                 model, guide, xb, num_samples=k, max_plate_nesting=max_plate_nesting
             )[0]
 
+    return chunked_log_mean_exp(log_weights, x, num_samples, chunk_size, batch_size)
+
+
+@torch.no_grad()
+def chunked_log_mean_exp(
+    log_weights: Callable[[torch.Tensor, int], torch.Tensor],
+    x: torch.Tensor,
+    num_samples: int,
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """``log (1/K) Σ_k w_k`` per data point, the K log-weights drawn a chunk at a time.
+
+    :param log_weights: ``log_weights(xb, k)`` → tensor ``(k, len(xb))`` of ``log w``
+        for ``k`` fresh samples per point of the batch ``xb``.
+    :param chunk_size: samples per call (default: all K; 1 is a plain loop over k).
+    :param batch_size: data points per call (default: all).
+    :returns: a tensor of shape (N,).
+    """
+    chunk = num_samples if chunk_size is None else max(1, min(int(chunk_size), num_samples))
     out = []
     for xb in _batches(x, batch_size):
         acc = torch.full((xb.shape[0],), -math.inf, device=xb.device)
         done = 0
         while done < num_samples:
             k = min(chunk, num_samples - done)
-            log_w = log_weights(xb, k)
-            acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
+            acc = torch.logaddexp(acc, torch.logsumexp(log_weights(xb, k), dim=0))
             done += k
         out.append(acc - math.log(num_samples))
     return torch.cat(out)
