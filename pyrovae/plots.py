@@ -497,7 +497,8 @@ def plot_rate_distortion(
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    handles, labels = ax.get_legend_handles_labels()  # outside the axes: it covers no point
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=len(labels))
     return _save(fig, path)
 
 

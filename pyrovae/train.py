@@ -48,12 +48,13 @@ from pyrovae.build import (
     count_parameters,
     resolve_likelihood,
 )
-from pyrovae.config import RUN_SETTINGS, ConfigError, RunConfig
+from pyrovae.config import RUN_SETTINGS, ConfigError, RunConfig, model_settings
 from pyrovae.device import resolve_device
-from pyrovae.infer import full_vb
+from pyrovae.infer import bilbo, full_vb
 from pyrovae.infer.beta import BetaScaled
 from pyrovae.infer.evaluation import elbo_terms, iw_log_likelihood, reconstruction_mse
 from pyrovae.infer.objectives import make_objective
+from pyrovae.models.priors import prior_replaced
 from pyrovae.run import CHECKPOINT_FORMAT, RunError, RunFolder
 
 EVAL_BATCH = 1000
@@ -435,6 +436,30 @@ class Trainer:
             self.run.write_metrics(self.metrics)
 
     # -- final evaluation ---------------------------------------------------
+    def _iw_log_likelihood(self) -> torch.Tensor:
+        chunk = min(self.config.iw_samples, 100)
+        return iw_log_likelihood(
+            self.model,
+            self.guide,
+            self.test,
+            self.config.iw_samples,
+            chunk_size=chunk,
+            batch_size=max(1, IW_ROWS // chunk),
+        )
+
+    @torch.no_grad()
+    def _under_floating_prior(self) -> dict[str, float]:
+        """Test numbers under BILBO's prior fitted to the training set (``*_floating_prior``)."""
+        prior = bilbo.floating_prior(self.guide, self.dataset.train, EVAL_BATCH)
+        out = {"floating_prior_scale": prior.scale.tolist()}
+        with prior_replaced(self.model, prior):
+            terms = elbo_terms(self.model, self.guide, self.test, batch_size=EVAL_BATCH)
+            out.update({f"test_{k}_floating_prior": v.mean().item() for k, v in terms.items()})
+            if self.config.iw_samples > 0:
+                ll = self._iw_log_likelihood()
+                out["test_iw_log_likelihood_floating_prior"] = ll.mean().item()
+        return out
+
     @torch.no_grad()
     def summarize(self) -> dict[str, Any]:
         """Final test numbers: ELBO, rate, distortion, IW log-likelihood, MSE."""
@@ -446,16 +471,10 @@ class Trainer:
             summary.update(self.evaluate_test())
             summary.pop("eval_seconds", None)
         if self.config.iw_samples > 0:
-            ll = iw_log_likelihood(
-                self.model,
-                self.guide,
-                self.test,
-                self.config.iw_samples,
-                chunk_size=min(self.config.iw_samples, 100),
-                batch_size=max(1, IW_ROWS // min(self.config.iw_samples, 100)),
-            )
-            summary["test_iw_log_likelihood"] = ll.mean().item()
+            summary["test_iw_log_likelihood"] = self._iw_log_likelihood().mean().item()
             summary["iw_samples"] = self.config.iw_samples
+        if getattr(self.objective, "fits_prior", False):
+            summary.update(self._under_floating_prior())
         summary["test_mse"] = (
             reconstruction_mse(self.model, self.guide, self.test, batch_size=EVAL_BATCH)
             .mean()
@@ -513,13 +532,28 @@ def _clear(run: RunFolder) -> None:
     shutil.rmtree(run.plots, ignore_errors=True)
 
 
-def _check_resumable(saved: dict, config: RunConfig, path: Path) -> None:
+def _check_resumable(saved: dict, config: RunConfig, run: RunFolder) -> None:
+    """Refuse to resume under settings that would have trained the epochs so far otherwise.
+
+    Learning-rate milestones may be added or moved at or beyond the epochs the checkpoint
+    has begun (extending a schedule): those epochs ran at the same rates, so the resumed
+    run is the uninterrupted run of the new configuration.
+    """
     now, default = config.to_dict(), RunConfig().to_dict()
     # a key the saved run lacks (an older pyrovae) had its default value
     diff = [k for k in now if k not in RUN_SETTINGS and saved.get(k, default[k]) != now[k]]
+    if "lr_milestones" in diff:
+        state = run.load_checkpoint()  # a checkpoint taken mid-epoch has begun one more
+        begun = int(state["epoch"]) + (int(state.get("position", 0)) > 0)
+        past = [
+            sorted(m for m in milestones if m < begun)
+            for milestones in (saved.get("lr_milestones", []), now["lr_milestones"])
+        ]
+        if past[0] == past[1]:
+            diff.remove("lr_milestones")
     if diff:
         raise RunError(
-            f"cannot resume {path}: the run was trained with different {', '.join(diff)}; "
+            f"cannot resume {run.path}: the run was trained with different {', '.join(diff)}; "
             "resume with its own settings (omit them) or train into a new folder"
         )
 
@@ -552,7 +586,8 @@ def train(
     dataset = dataset if dataset is not None else load_data(config)
     config.likelihood = resolve_likelihood(config, dataset.binary)
     if resuming:
-        _check_resumable(run.read_config()["config"], config, run.path)
+        _check_resumable(run.read_config()["config"], config, run)
+    state = run.load_checkpoint() if resuming else None
 
     pyro.set_rng_seed(config.seed)
     model, guide = build_model(config, dataset.data_dim)
@@ -572,7 +607,7 @@ def train(
         context=context,
     )
     if run is not None and not context.is_main:  # other processes train; rank 0 writes
-        return _train_beside_main(trainer, run, resuming)
+        return _train_beside_main(trainer, state)
     if run is None:
         trainer.fit()
         return TrainResult(
@@ -581,7 +616,7 @@ def train(
     with run.locked():
         if overwrite:
             _clear(run)
-        return _train_in_folder(trainer, run, resuming, dataset, plots)
+        return _train_in_folder(trainer, run, state, dataset, plots)
 
 
 @contextlib.contextmanager
@@ -610,24 +645,26 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _train_beside_main(trainer: Trainer, run: RunFolder, resuming: bool) -> TrainResult:
-    """A process of rank > 0: load the checkpoint when resuming, train, write nothing."""
+def _train_beside_main(trainer: Trainer, state: dict | None) -> TrainResult:
+    """A process of rank > 0: start from the checkpoint ``state`` if resuming, write nothing."""
     trainer.run = None
-    if resuming:
-        trainer.load_state_dict(run.load_checkpoint(map_location=trainer.device))
+    if state is not None:
+        trainer.load_state_dict(state)
     # an interruption is saved and reported by rank 0
     with _stop_on_signals(trainer), contextlib.suppress(TrainingInterrupted):
         trainer.fit()
     return TrainResult(trainer.model, trainer.guide, trainer.config, [], {}, None)
 
 
-def _train_in_folder(trainer: Trainer, run: RunFolder, resuming: bool, dataset, plots: bool):
+def _train_in_folder(trainer: Trainer, run: RunFolder, state: dict | None, dataset, plots: bool):
+    """Rank 0: start from the checkpoint ``state`` if resuming; train; write the run folder."""
     config = trainer.config
-    if resuming:
-        state = run.load_checkpoint(map_location=trainer.device)
+    if state is not None:
         trainer.load_state_dict(state)
         if "metrics" not in state:  # a checkpoint from before metrics were kept in it
             trainer.metrics = [r for r in run.read_metrics() if r["epoch"] <= trainer.epoch]
+        if model_settings(state["config"]) != model_settings(config.to_dict()):
+            trainer.save()  # an extended schedule: the checkpoint now names it, as config.json will
     run.write_config(
         {
             "config": config.to_dict(),
@@ -650,6 +687,8 @@ def _train_in_folder(trainer: Trainer, run: RunFolder, resuming: bool, dataset, 
         text = str(e) or "aborted by a second interrupt"
         run.write_status("failed", epoch=trainer.epoch, step=trainer.step, message=text)
         raise
+    if not run.checkpoint_path.exists():  # epochs=0: the untrained model is still a run
+        trainer.save()
     summary = trainer.summarize()
     if trainer.rolled_back:
         summary["rollbacks"] = trainer.rolled_back

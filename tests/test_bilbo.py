@@ -142,3 +142,55 @@ def test_rejects_a_non_gaussian_guide():
 
     with pytest.raises(ValueError, match="Gaussian guide"):
         BILBO().differentiable_loss(model, laplace_guide, torch.randn(B, D))
+
+
+def test_the_floating_prior_frozen_at_a_dataset_gives_bilbos_rate_there(float64):
+    """Over the data it was fitted to, the average KL to N(0, diag(m + s²)) is exactly
+    ½ Σ log(1 + m/s²), and no other zero-mean diagonal prior has a smaller one."""
+    from pyrovae.infer.bilbo import floating_prior
+    from pyrovae.infer.evaluation import elbo_terms
+    from pyrovae.models.priors import prior_replaced
+
+    model, guide = _pair()
+    x = torch.randn(N, D)
+    prior = floating_prior(guide, x, batch_size=7)  # batches do not change the fit
+    with torch.no_grad():
+        m = guide.posterior(x).mean.pow(2).mean(0)
+        v = guide.scale().expand(LATENT).pow(2)
+    capacity = 0.5 * torch.log1p(m / v).sum()
+    with prior_replaced(model, prior):
+        rate = elbo_terms(model, guide, x)["rate"].mean()
+    torch.testing.assert_close(rate, capacity)
+    assert model.prior.scale.eq(1).all()  # the model's own prior is back
+    for factor in (0.9, 1.1):  # the fit is the minimum: moving the scale raises the rate
+        with prior_replaced(model, floating_prior(guide, x)) as moved:
+            moved.prior.scale.mul_(factor)
+            assert elbo_terms(model, guide, x)["rate"].mean() > rate
+
+
+def test_a_bilbo_run_reports_its_test_numbers_under_the_frozen_prior(mnist_binarized):
+    from conftest import small
+
+    from pyrovae.train import train
+
+    data = small(mnist_binarized, 300, 100)
+    config = dict(
+        dataset="mnist-binarized",
+        guide="constant",
+        objective="bilbo",
+        latent_dim=4,
+        hidden=[32],
+        epochs=1,
+        iw_samples=5,
+        batch_size=50,
+    )
+    summary = train(config, dataset=data, plots=False).summary
+    for key in ("elbo", "rate", "distortion", "iw_log_likelihood"):
+        assert math.isfinite(summary[f"test_{key}_floating_prior"]), key
+    assert len(summary["floating_prior_scale"]) == 4
+    # the distortion does not depend on the prior (same seeds would give the same draws)
+    assert summary["test_distortion_floating_prior"] == pytest.approx(
+        summary["test_distortion"], rel=0.05
+    )
+    plain = train({**config, "objective": "meanfield"}, dataset=data, plots=False).summary
+    assert "test_elbo_floating_prior" not in plain

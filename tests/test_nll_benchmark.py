@@ -41,6 +41,8 @@ def test_quick_mode_writes_finite_numbers(data_dir, tmp_path):
     # the importance-weighted bound is tighter than the ELBO: NLL <= -ELBO (up to MC error)
     assert row["test_nll"] <= -row["test_elbo"] + 3 * row["test_nll_standard_error"]
     assert row["selected_epoch"] in [h["epoch"] for h in row["valid_history"]]
+    assert row["command"].endswith("--threads 1")  # the row says how to reproduce it
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_test_split_never_steers_training_or_selection(mnist_binarized, tmp_path):

@@ -27,7 +27,12 @@ def mnist_slice(mnist_binarized):
 
 
 def test_training_raises_the_test_elbo_beyond_an_untrained_model(mnist_slice, tmp_path):
-    untrained = train({**FAST, "epochs": 0}, dataset=mnist_slice, plots=False)
+    untrained = train(
+        {**FAST, "epochs": 0}, tmp_path / "untrained", dataset=mnist_slice, plots=False
+    )
+    _, model, _, _ = load_run(tmp_path / "untrained")  # zero epochs still leave a loadable run
+    for a, b in zip(model.state_dict().values(), untrained.model.state_dict().values()):
+        assert torch.equal(a, b)
     trained = train({**FAST, "epochs": 5}, tmp_path / "run", dataset=mnist_slice, plots=False)
     before = untrained.summary["test_elbo"]
     after = [row["test_elbo"] for row in trained.metrics]
@@ -70,6 +75,29 @@ def test_lr_milestones_divide_the_rate_and_resume_across_them_exactly(mnist_slic
     resumed = train(config, tmp_path / "part", dataset=data, resume=True, plots=False)
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_resume_may_extend_the_lr_schedule_but_not_rewrite_its_past(mnist_slice, tmp_path):
+    data = small(mnist_slice, 600, 200)
+    extended = {**_resume_config(4), "lr_milestones": [2, 3], "lr_gamma": 0.5}
+    full = train(extended, tmp_path / "full", dataset=data, plots=False)
+    train(
+        {**extended, "epochs": 3, "lr_milestones": [2]},
+        tmp_path / "part",
+        dataset=data,
+        plots=False,
+    )
+    with pytest.raises(RunError, match="different lr_milestones"):  # epoch 2 ran at the full rate
+        train({**extended, "lr_milestones": [1, 3]}, tmp_path / "part", dataset=data, resume=True)
+    resumed = train(extended, tmp_path / "part", dataset=data, resume=True, plots=False)
+    assert [r["lr"] for r in resumed.metrics] == [3e-3, 3e-3, 1.5e-3, 7.5e-4]
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    saved = RunFolder(tmp_path / "part").read_config()["config"]
+    assert saved["lr_milestones"] == [2, 3]  # the folder now describes the run it holds
+    # extending a finished run's schedule without new epochs leaves a loadable folder too
+    train({**extended, "lr_milestones": [2, 3, 4]}, tmp_path / "part", dataset=data, resume=True)
+    assert load_run(tmp_path / "part")[0].lr_milestones == [2, 3, 4]
 
 
 def test_same_seed_same_numbers_and_other_seed_differs(mnist_slice):

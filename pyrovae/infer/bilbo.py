@@ -23,6 +23,7 @@ from torch.distributions import Normal
 
 from pyrovae.infer.importance import per_point_log_prob, sample_sites, vectorized_traces
 from pyrovae.infer.loss_elbo import VectorizedLossELBO
+from pyrovae.models.priors import DiagonalNormal
 
 
 def _normal_of(name: str, fn) -> Normal:
@@ -115,6 +116,9 @@ class BILBO(VectorizedLossELBO):
 
     #: why D + βR is not defined for this objective (read by :mod:`pyrovae.infer.beta`)
     beta_unsupported = "BILBO requires one common scale on every site"
+    #: it fits its own prior: the trainer also reports test numbers under
+    #: :func:`floating_prior` frozen at the training set
+    fits_prior = True
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         model_trace, guide_trace, pdim = vectorized_traces(
@@ -135,3 +139,26 @@ class BILBO(VectorizedLossELBO):
             raise ValueError(f"BILBO needs one scale on every site, got {sorted(scales)}")
         neg_bilbo = neg_bilbo.mean(0)  # average the L particles: shape (B,)
         return scales.pop() * neg_bilbo.sum()
+
+
+@torch.no_grad()
+def floating_prior(guide, x: torch.Tensor, batch_size: int = 1000) -> DiagonalNormal:
+    r"""BILBO's floating prior fitted to a whole dataset and frozen: ``N(0, diag(m + v))``.
+
+    ``m_j = (1/N) Σ_i μ_j(x_i)²`` and ``v_j = (1/N) Σ_i s_j(x_i)²`` (``s_j²`` for the
+    constant-variance guide): the zero-mean diagonal Gaussian that minimises the average
+    ``KL(q(z|x_i) ‖ p)`` over ``x``. That average is then exactly BILBO's rate
+    ``½ Σ_j log(1 + m_j / v_j)`` on the whole dataset, and the model with this prior is an
+    ordinary fixed-prior VAE, whose ELBO and importance-weighted log-likelihood are proper
+    bounds, unlike BILBO's batch statistic (Fyffe 2019, §BILBO).
+
+    :param guide: an amortised guide with ``posterior(x)`` (e.g. ``ConstantVariance``).
+    :param x: the data to fit to, normally the training set.
+    """
+    device = next(guide.parameters()).device
+    second, variance = 0.0, 0.0
+    for xb in x.split(batch_size):
+        q = guide.posterior(xb.to(device))
+        second = second + q.mean.pow(2).sum(0)
+        variance = variance + q.variance.sum(0)
+    return DiagonalNormal(((second + variance) / x.shape[0]).sqrt())

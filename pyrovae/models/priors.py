@@ -8,6 +8,9 @@ follows ``.to(device)``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pyro.distributions as dist
 import torch
 from torch import nn
@@ -26,3 +29,25 @@ class StandardNormal(nn.Module):
 
     def forward(self) -> dist.TorchDistribution:
         return dist.Normal(self.loc, self.scale).to_event(1)
+
+
+class DiagonalNormal(StandardNormal):
+    """``p(z) = N(0, diag σ²)`` with a fixed ``σ``, e.g. BILBO's floating prior frozen at
+    the training set (:func:`pyrovae.infer.bilbo.floating_prior`)."""
+
+    def __init__(self, scale: torch.Tensor):
+        super().__init__(scale.numel())
+        if not bool((scale > 0).all()):
+            raise ValueError("a prior scale must be positive in every dimension")
+        self.scale.copy_(scale.reshape(-1))
+
+
+@contextlib.contextmanager
+def prior_replaced(model: nn.Module, prior: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, ``model`` scores and samples under ``prior`` instead of its own."""
+    own = model.prior
+    model.prior = prior.to(next(model.parameters()).device)
+    try:
+        yield model
+    finally:
+        model.prior = own
