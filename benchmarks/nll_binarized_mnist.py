@@ -39,6 +39,10 @@ from pyrovae.train import train
 PYTHAE = dict(hidden=[400], latent_dim=40, objective="meanfield", activation="relu")
 #: pythae's own schedule for it: Adam 1e-4, × 10^(-1/5) at each milestone
 PYTHAE_SCHEDULE = dict(lr=1e-4, lr_milestones=[200, 350, 500, 750, 1000], lr_gamma=10 ** (-1 / 5))
+#: Burda et al.'s schedule: 3^i epochs at lr 1e-3 · 10^(-i/7), i = 0..7 (3280 epochs)
+BURDA_SCHEDULE = dict(
+    lr=1e-3, lr_milestones=[1, 4, 13, 40, 121, 364, 1093], lr_gamma=10 ** (-1 / 7)
+)
 #: Burda et al.'s network: 784-200-200-50, tanh
 BURDA = dict(hidden=[200, 200], latent_dim=50, activation="tanh")
 
@@ -53,8 +57,16 @@ CONFIGS: dict[str, tuple[dict, str]] = {
         "pythae VAE 784-400-40, pythae's schedule: lr 1e-4, ×10^(-1/5) at 200, 350, 500, 750…",
     ),
     "vae-pythae-warmup": (
-        {**PYTHAE, **PYTHAE_SCHEDULE, "beta_schedule": "linear", "beta_warmup": 100.0},
-        "pythae's schedule plus a 100-epoch linear KL warm-up (Sønderby et al. 2016)",
+        {**PYTHAE, "lr_milestones": [200, 250], "beta_schedule": "linear", "beta_warmup": 50.0},
+        "vae-pythae with a 50-epoch linear KL warm-up (Sønderby et al. 2016)",
+    ),
+    "vae-pythae-exp": (
+        {**PYTHAE, "lr_milestones": [200, 250], "scale_transform": "exp"},
+        "vae-pythae with pythae's posterior parametrisation σ = exp(log σ² / 2)",
+    ),
+    "vae-pythae-long": (
+        {**PYTHAE, **BURDA_SCHEDULE},
+        "the pythae network on Burda et al.'s 3280-epoch schedule (resumable across sessions)",
     ),
     "vae-burda": (
         {**BURDA, "objective": "meanfield"},

@@ -135,6 +135,12 @@ TRAIN_OPTIONS = [
         "(a point code: a plain auto-encoder, with --beta 0) [default: diagonal].",
     ),
     click.option(
+        "--scale-transform",
+        type=click.Choice(["softplus", "exp"]),
+        help="Diagonal guide: σ = softplus(r), or σ = exp(r/2) with r = log σ² as in AEVB "
+        "eq. 13 (and pythae) [default: softplus].",
+    ),
+    click.option(
         "--posterior-scale",
         type=float,
         help="Posterior σ of the constant guide (initial value if learned) [default: 1].",

@@ -84,6 +84,8 @@ class RunConfig:
     floor_mode: str = "max"
     posterior_scale: float = 1.0
     learn_scale: str = "none"
+    #: how the diagonal guide turns its raw output r into σ: softplus(r), or exp(r / 2)
+    scale_transform: str = "softplus"
     # Alemi et al. (2018): the objective D + βR and learned marginals
     beta: float = 1.0
     beta_schedule: str = "constant"
@@ -180,6 +182,10 @@ class RunConfig:
             )
         if self.floor_mode not in ("max", "softplus"):
             raise ConfigError(f"floor_mode must be 'max' or 'softplus', got {self.floor_mode!r}")
+        if self.scale_transform not in ("softplus", "exp"):
+            raise ConfigError(
+                f"scale_transform must be 'softplus' or 'exp', got {self.scale_transform!r}"
+            )
         if self.learn_scale not in ("none", "scalar", "vector"):
             raise ConfigError(
                 f"learn_scale must be 'none', 'scalar' or 'vector', got {self.learn_scale!r}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from pyrovae.cli import main
@@ -107,6 +108,23 @@ def test_config_file_with_overrides(tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())["config"]
     assert (config["latent_dim"], config["hidden"], config["epochs"]) == (3, [16], 1)
+
+
+def test_scale_transform_reaches_the_guide_and_survives_a_reload(tmp_path):
+    from pyrovae.run import load_run
+
+    out = tmp_path / "exp"
+    result = _invoke("train", *TINY, "--scale-transform", "exp", "--iw-samples", 0, "--out", out)
+    assert result.exit_code == 0, result.output
+    _, _, guide, _ = load_run(out)
+    assert guide.scale_transform == "exp"
+    x = torch.rand(3, 64).round()  # digits: 8 × 8 images
+    raw = guide.encode(x)[..., guide.latent_dim :]  # σ = exp(r / 2): r = log σ²
+    torch.testing.assert_close(guide.posterior(x).stddev, torch.exp(raw / 2) + guide.min_scale)
+    _one_line_error(
+        _invoke("train", *TINY, "--scale-transform", "tanh", "--out", tmp_path / "bad"),
+        "--scale-transform",
+    )
 
 
 def test_bad_inputs_give_one_line_errors(trained_run, tmp_path, data_dir):
