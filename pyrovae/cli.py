@@ -200,6 +200,12 @@ TRAIN_OPTIONS = [
         "--lr-gamma", type=float, help="Learning-rate factor at each milestone [default: 0.1]."
     ),
     click.option("--weight-decay", type=float, help="L2 weight decay [default: 0]."),
+    click.option(
+        "--ema-decay",
+        type=float,
+        help="Evaluate an exponential moving average of the parameters with this decay "
+        "d, spanning about 1/(1-d) steps, e.g. 0.999 (Polyak averaging) [default: 0, off].",
+    ),
     click.option("--batch-size", "-M", type=int, help="Minibatch size M [default: 100]."),
     click.option("--epochs", type=int, help="Epochs [default: 10]."),
     click.option("--seed", type=int, help="Seed that fixes the run [default: 0]."),

@@ -67,6 +67,8 @@ class RunConfig:
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
     weight_decay: float = 0.0
+    #: d of the exponential moving average of the parameters that evaluation uses (0: none)
+    ema_decay: float = 0.0
     batch_size: int = 100
     epochs: int = 10
     seed: int = 0
@@ -156,6 +158,13 @@ class RunConfig:
                 raise ConfigError(f"{key} must be a positive number, got {getattr(self, key)!r}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if isinstance(self.ema_decay, bool) or not (
+            isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1
+        ):
+            raise ConfigError(
+                f"ema_decay must be a number in [0, 1) (0 turns averaging off), "
+                f"got {self.ema_decay!r}"
+            )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.init not in ("default", "aevb"):

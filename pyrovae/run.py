@@ -221,11 +221,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str | None = None):
     """Rebuild a run's model and guide from ``config.json`` and load ``checkpoint.pt``.
 
+    A run that kept a moving average of its parameters (``ema_decay > 0``) is loaded
+    with the average, the parameters its evaluation reported.
+
     :param checkpoint: another checkpoint file of the same run (e.g. a selected epoch's).
 
     :returns: ``(config, model, guide, info)`` with ``info`` the rest of config.json
         (``data_dim``, ``image_shape``) and the checkpoint's ``epoch``.
     """
+    from pyrovae.averaging import apply_average
     from pyrovae.build import build_model
     from pyrovae.config import ConfigError, RunConfig, model_settings
     from pyrovae.device import resolve_device
@@ -250,6 +254,8 @@ def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str | Non
     try:
         model.load_state_dict(state["model"])
         guide.load_state_dict(state["guide"])
+        if "average" in state:  # the run evaluates its moving average (pyrovae.averaging)
+            apply_average(state["average"], {"model": model, "guide": guide})
     except (RuntimeError, KeyError) as e:
         first = str(e).strip().splitlines()[0]
         raise RunError(f"{run.checkpoint_path} does not fit its model ({first})") from None

@@ -42,6 +42,7 @@ from torch import nn
 
 import pyrovae
 from pyrovae import distributed, faults, registry
+from pyrovae.averaging import WeightAverage, apply_average
 from pyrovae.build import (
     build_beta_schedule,
     build_model,
@@ -193,6 +194,12 @@ class Trainer:
             lr=config.lr,
             weight_decay=config.weight_decay,
         )
+        # Polyak averaging: evaluation sees the average, the optimiser steps the parameters
+        self.average = (
+            WeightAverage({"model": self.model, "guide": self.guide}, config.ema_decay)
+            if config.ema_decay > 0
+            else None
+        )
         self.run = run
         self.progress = progress
         self.epoch = 0
@@ -223,6 +230,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "guide": self.guide.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            **({"average": self.average.state_dict()} if self.average is not None else {}),
             "rng": _rng_state(),
         }
 
@@ -230,6 +238,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.guide.load_state_dict(state["guide"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
         _set_rng_state(state["rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.position = int(state.get("position", 0))
@@ -326,6 +336,8 @@ class Trainer:
         if not faults.step_is_finite(loss, self._parameters):
             self._numerical_fault(faults.describe_fault(self.model, self.guide, x, n, loss))
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update()
         self.partial += loss.detach() * (x.shape[0] / n / self.dist.world_size)
         self.step += 1
 
@@ -367,7 +379,8 @@ class Trainer:
         if not self.dist.is_main:
             return row
         try:
-            row.update(self.evaluate_test())
+            with self.evaluation_weights():
+                row.update(self.evaluate_test())
         except ValueError as e:  # the step just taken produced invalid parameters
             self._numerical_fault(f"evaluation failed ({faults.first_line(e)})", updated=True)
         return row
@@ -379,6 +392,16 @@ class Trainer:
         row["beta"] = self._epoch_betas[-1]
         if any(b != 1.0 for b in self._epoch_betas):
             row["train_beta_elbo"] = row.pop("train_elbo")
+
+    def evaluation_weights(self) -> contextlib.AbstractContextManager:
+        """The parameters evaluation uses: the moving average if the run keeps one."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
+    def adopt_average(self) -> None:
+        """After training: the model and guide take the moving average for good (if any),
+        as ``load_run`` gives them, for the summary, the plots and the caller."""
+        if self.average is not None:
+            apply_average(self.average.state_dict(), {"model": self.model, "guide": self.guide})
 
     def _eval_mode(self) -> None:
         """Evaluation mode; a batch-level likelihood (BAGGINS) is frozen at its training-set
@@ -610,6 +633,7 @@ def train(
         return _train_beside_main(trainer, state)
     if run is None:
         trainer.fit()
+        trainer.adopt_average()
         return TrainResult(
             trainer.model, trainer.guide, config, trainer.metrics, trainer.summarize(), None
         )
@@ -689,6 +713,7 @@ def _train_in_folder(trainer: Trainer, run: RunFolder, state: dict | None, datas
         raise
     if not run.checkpoint_path.exists():  # epochs=0: the untrained model is still a run
         trainer.save()
+    trainer.adopt_average()  # the checkpoint keeps the raw parameters, for resuming
     summary = trainer.summarize()
     if trainer.rolled_back:
         summary["rollbacks"] = trainer.rolled_back

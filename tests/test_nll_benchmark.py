@@ -8,6 +8,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "nll_binarized_mnist.py"
 
 
@@ -45,7 +47,8 @@ def test_quick_mode_writes_finite_numbers(data_dir, tmp_path):
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_test_split_never_steers_training_or_selection(mnist_binarized, tmp_path):
+@pytest.mark.parametrize("select_iw", [0, 10], ids=["by-elbo", "by-iw"])
+def test_the_test_split_never_steers_training_or_selection(mnist_binarized, tmp_path, select_iw):
     bench = _module()
     base = dataclasses.replace(
         mnist_binarized, train=mnist_binarized.train[:500], valid=mnist_binarized.valid[:200]
@@ -53,6 +56,11 @@ def test_the_test_split_never_steers_training_or_selection(mnist_binarized, tmp_
     histories = []
     for i, test in enumerate((base.test[:100], base.test[5000:5100])):
         data = dataclasses.replace(base, test=test)
-        selection = bench.select("vae-pythae", data, 2, 1, "cpu", tmp_path / f"r{i}")
+        selection = bench.select(
+            "vae-pythae", data, 2, 1, "cpu", tmp_path / f"r{i}", select_iw=select_iw
+        )
         histories.append(selection["history"])
+        key = "valid_iw" if select_iw else "valid_elbo"
+        assert selection["selected_by"] == key
+        assert selection["best"][key] == max(h[key] for h in selection["history"])
     assert histories[0] == histories[1]  # different test splits, identical training and choice
