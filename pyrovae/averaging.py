@@ -11,8 +11,10 @@ would keep e^(−1.25) ≈ 29 % of them after five epochs of 500 steps.
 Evaluating θ̄ instead of the last iterate removes most of the optimiser's noise
 without lowering the learning rate (Polyak & Juditsky 1992; Ruppert 1988): at a
 learning rate that still explores, the average sits in the middle of the region the
-iterates wander in. Kingma et al. (2016, IAF) and Vahdat & Kautz (2020, NVAE) evaluate
-their VAEs under such an average.
+iterates wander in. Measured on static binarised MNIST (docs/results.md): the average
+at a constant learning rate reaches by epoch ≈ 180 the validation ELBO that decaying the
+rate at epochs 200 and 250 reaches by 300, and the same test log-likelihood; it does not
+generalise better.
 
 Assumptions: only parameters are averaged (buffers, such as a guide's input scale,
 are constants of the run); the average lives beside the model and guide and is
@@ -83,12 +85,13 @@ class WeightAverage:
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (the decay is the run config's)."""
         for (module, name), a in zip(self.names, self.average):
             a.copy_(state[module][name])
         self.updates = int(state["updates"])
 
 
-def _parameters(module: nn.Module):
+def _parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in module.named_parameters() if p.requires_grad]
 
 
