@@ -143,21 +143,20 @@ BASE = dict(
 SELECT_STRIDE = 5
 
 
+def _iw(model, guide, x: torch.Tensor, samples: int) -> torch.Tensor:
+    """Per-point IW log-likelihoods, in passes of ≤ 100 samples × IW_BATCH points."""
+    return iw_log_likelihood(
+        model, guide, x, samples, chunk_size=min(samples, 100), batch_size=IW_BATCH
+    )
+
+
 def _validate(run_dir: Path, x: torch.Tensor, iw_samples: int = 0) -> dict[str, float]:
     """The validation ELBO and, with ``iw_samples``, the IW log-likelihood of every 5th point."""
     _, model, guide, _ = load_run(run_dir)
     pyro.set_rng_seed(0)  # common random numbers: checks differ by the model alone
     out = {"valid_elbo": elbo_terms(model, guide, x, batch_size=1000)["elbo"].mean().item()}
     if iw_samples:
-        ll = iw_log_likelihood(
-            model,
-            guide,
-            x[::SELECT_STRIDE],
-            iw_samples,
-            chunk_size=min(iw_samples, 100),
-            batch_size=IW_BATCH,
-        )
-        out["valid_iw"] = ll.mean().item()
+        out["valid_iw"] = _iw(model, guide, x[::SELECT_STRIDE], iw_samples).mean().item()
     return out
 
 
@@ -259,9 +258,7 @@ def run_config(
     pyro.set_rng_seed(0)
     start = time.perf_counter()
     terms = elbo_terms(model, guide, test, batch_size=1000)
-    ll = iw_log_likelihood(
-        model, guide, test, iw_samples, chunk_size=min(iw_samples, 100), batch_size=IW_BATCH
-    )
+    ll = _iw(model, guide, test, iw_samples)
     eval_seconds = time.perf_counter() - start
     return {
         "config": name,

@@ -48,9 +48,9 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {decay!r}")
         self.decay = float(decay)
-        self.modules = modules
-        self.names = [(m, n) for m, module in modules.items() for n, _ in _parameters(module)]
-        self.params = [p for module in modules.values() for _, p in _parameters(module)]
+        named = [(m, n, p) for m, module in modules.items() for n, p in _parameters(module)]
+        self.names = [(m, n) for m, n, _ in named]
+        self.params = [p for _, _, p in named]
         self.average = [p.detach().clone() for p in self.params]
         self.updates = 0
 
@@ -62,13 +62,18 @@ class WeightAverage:
             a.lerp_(p.detach(), weight)
         self.updates += 1
 
+    @torch.no_grad()
+    def adopt(self) -> None:
+        """Copy the average into the modules for good (after training)."""
+        for p, a in zip(self.params, self.average):
+            p.copy_(a)
+
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
         """Swap the average into the modules; the raw parameters come back on exit."""
         with torch.no_grad():
             raw = [p.detach().clone() for p in self.params]
-            for p, a in zip(self.params, self.average):
-                p.copy_(a)
+        self.adopt()
         try:
             yield
         finally:

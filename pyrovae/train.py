@@ -42,7 +42,7 @@ from torch import nn
 
 import pyrovae
 from pyrovae import distributed, faults, registry
-from pyrovae.averaging import WeightAverage, apply_average
+from pyrovae.averaging import WeightAverage
 from pyrovae.build import (
     build_beta_schedule,
     build_model,
@@ -401,7 +401,7 @@ class Trainer:
         """After training: the model and guide take the moving average for good (if any),
         as ``load_run`` gives them, for the summary, the plots and the caller."""
         if self.average is not None:
-            apply_average(self.average.state_dict(), {"model": self.model, "guide": self.guide})
+            self.average.adopt()
 
     def _eval_mode(self) -> None:
         """Evaluation mode; a batch-level likelihood (BAGGINS) is frozen at its training-set

@@ -104,8 +104,9 @@ def test_a_resumed_averaged_run_repeats_the_uninterrupted_one(data, tmp_path):
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["average"]
     b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["average"]
     assert a["updates"] == b["updates"] == 3 * 600 // 50
-    for name, value in a["guide"].items():
-        assert torch.equal(value, b["guide"][name]), name
+    for part in ("model", "guide"):
+        for name, value in a[part].items():
+            assert torch.equal(value, b[part][name]), (part, name)
 
 
 @pytest.mark.parametrize("decay", [1.0, -0.1, True])
