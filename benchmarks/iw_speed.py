@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import pyro
 import torch
+from _report import write_report
 
 from pyrovae.data import load_dataset
 from pyrovae.guides import DiagonalGaussian
@@ -110,14 +110,8 @@ def main() -> None:
             (est_vec - est_loop).abs().max().item(), (est_vec - est_traced).abs().max().item()
         ),
         "projected_seconds_10k_points_5000_samples": 10_000 * 5000 / (work / t_vec),
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-            "pyro": pyro.__version__,
-        },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print(json.dumps(report, indent=2))
 
 

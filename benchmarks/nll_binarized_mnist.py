@@ -109,9 +109,19 @@ CONFIGS: dict[str, tuple[dict, str]] = {
         "IWAE k=10 on the pythae network at a constant lr 1e-3, evaluated at the moving "
         "average of its parameters",
     ),
+    "iwae50-pythae-ema": (
+        {**PYTHAE, "objective": "iwae", "particles": 50, "ema_decay": 0.9995},
+        "IWAE k=50 on the pythae network at a constant lr 1e-3, Polyak-averaged (pythae: "
+        "86.82 nats after 3280 epochs at batch 20)",
+    ),
     "vamp-pythae": (
         {**PYTHAE, "prior": "vamp", "prior_components": 500, "lr_milestones": [200, 250]},
         "pythae VampPrior K=500, 784-400-40 (85.79 nats; its config trains 2000 epochs)",
+    ),
+    "vamp-pythae-ema": (
+        {**PYTHAE, "prior": "vamp", "prior_components": 500, "ema_decay": 0.9995},
+        "VampPrior K=500 on the pythae network at a constant lr 1e-3, evaluated at the moving "
+        "average of its parameters (pythae: 85.79 nats after 2000 epochs at lr 1e-4)",
     ),
     "iwae50-burda": (
         {**BURDA, "objective": "iwae", "particles": 50},
@@ -296,17 +306,20 @@ def run_config(
 
 def plot(rows: list[dict], path: Path) -> Path:
     """Validation ELBO by epoch (the selected epochs marked); test NLL beside published ones."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), dpi=80, layout="constrained")
     FigureCanvasAgg(fig)
     curves, scores = fig.subplots(1, 2)
-    for row in rows:
+    colours = matplotlib.colormaps["tab20"]  # distinct colours for up to 20 runs
+    for i, row in enumerate(rows):
         epochs = [h["epoch"] for h in row["valid_history"]]
         values = [h["valid_elbo"] for h in row["valid_history"]]
-        (line,) = curves.plot(epochs, values, label=row["config"])
-        curves.plot(row["selected_epoch"], row["selected_valid_elbo"], "o", color=line.get_color())
+        colour = colours(i % colours.N)
+        curves.plot(epochs, values, label=row["config"], color=colour)
+        curves.plot(row["selected_epoch"], row["selected_valid_elbo"], "o", color=colour)
     best = max(r["selected_valid_elbo"] for r in rows)
     curves.set_ylim(best - 8, best + 1)
     curves.set(xlabel="epoch", ylabel="validation ELBO (nats)", title="model selection")

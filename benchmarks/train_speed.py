@@ -19,9 +19,7 @@ training passes are timed, not evaluation.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import pyro
 import torch
 import torch.nn.functional as F
+from _report import write_report
 
 from pyrovae.build import build_model
 from pyrovae.config import RunConfig
@@ -147,16 +146,9 @@ def main() -> None:
         "epochs_each": args.epochs,
         "threads": args.threads,
         "device": args.device,
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "pyro": pyro.__version__,
-        },
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     for r in results:
         print(
             f"batch {r['batch_size']:4d}: pyrovae {r['median_seconds']['pyrovae']:.2f} s, "
