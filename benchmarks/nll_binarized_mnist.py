@@ -321,9 +321,9 @@ def plot(rows: list[dict], path: Path) -> Path:
         curves.plot(epochs, values, label=row["config"], color=colour)
         curves.plot(row["selected_epoch"], row["selected_valid_elbo"], "o", color=colour)
     best = max(r["selected_valid_elbo"] for r in rows)
-    curves.set_ylim(best - 8, best + 1)
+    curves.set_ylim(best - 12, best + 1)
     curves.set(xlabel="epoch", ylabel="validation ELBO (nats)", title="model selection")
-    curves.legend(fontsize=8)
+    curves.legend(fontsize=7, loc="lower right", ncol=2)
     names = [r["config"] for r in rows]
     nll = [r["test_nll"] for r in rows]
     where = range(len(rows))
