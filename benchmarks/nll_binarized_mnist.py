@@ -10,8 +10,8 @@ ELBO, rate and distortion.
 
 Published numbers to compare with (test NLL, nats): Burda et al. (784-200-200-50,
 3280 epochs) VAE 88.71, IWAE k=5 87.63, IWAE k=50 87.10; pythae (784-400-40) VAE 89.78,
-IWAE-50 86.82, VampPrior 85.79 (its scripts' learning-rate milestones run to epoch 1000, and
-its VampPrior and IWAE configurations train 2000 and 3280 epochs).
+IWAE-50 86.82, VampPrior 85.79 (its configurations train the VAE 500 epochs at lr 1e-4,
+the VampPrior 2000 and IWAE-50 3280).
 
 The epoch is selected by the validation ELBO, or with ``--select-iw-samples K`` by the
 importance-weighted log-likelihood of every 5th validation point: the number the test
