@@ -68,7 +68,7 @@ def _train_step(prior: str, x: torch.Tensor, components: int, plain: bool = Fals
     config = RunConfig(
         hidden=[400], latent_dim=40, activation="relu", prior=prior, prior_components=components
     )
-    config.likelihood = "bernoulli"
+    config = config.replace(likelihood="bernoulli")
     pyro.set_rng_seed(0)
     model, guide = build_model(config, x.shape[1])
     if plain:  # the VampPrior's mixture as plain MixtureSameFamily
@@ -100,7 +100,7 @@ def main() -> None:
     x = data.train[:100]
     pyro.set_rng_seed(0)
     config = RunConfig(hidden=[400], latent_dim=40, prior="vamp", prior_components=args.components)
-    config.likelihood = "bernoulli"
+    config = config.replace(likelihood="bernoulli")
     model, guide = build_model(config, x.shape[1])
     with torch.no_grad():
         fast = model.prior()

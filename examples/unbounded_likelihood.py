@@ -136,8 +136,7 @@ def run_one(name: str, args, dataset) -> tuple[dict, list[dict]]:
     pyro.set_rng_seed(config.seed)
     model, guide = build_model(config, dataset.data_dim)
     check_data(model.likelihood, dataset)
-    if hasattr(model.likelihood, "fit_data_scale"):  # BAGGINS' data-scale normalisation
-        model.likelihood.fit_data_scale(dataset.train, guide)
+    model.likelihood.fit_to_data(model, guide, dataset.train)  # BAGGINS' data scale
     trainer = Trainer(config, dataset, model, guide)
     rows, blowup = [], None
     start = time.perf_counter()

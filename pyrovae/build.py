@@ -1,94 +1,79 @@
-"""From a :class:`~pyrovae.config.RunConfig` to a model and a guide, by registry names."""
+"""From a :class:`~pyrovae.config.RunConfig` to a model and a guide, through the parts it names.
+
+Each part is constructed by :meth:`RunConfig.build` with what it is built
+from (its *context*: sizes, networks) and the options it declares:
+
+=============  ==========================================================================
+part           context
+=============  ==========================================================================
+likelihood     ``data_dim``
+guide          ``data_dim``, ``latent_dim``, ``hidden``, ``activation``, ``init``
+prior          ``latent_dim`` (and ``guide``, ``data_dim`` if it declares ``uses_guide``)
+decoder        the weight treatment (:mod:`pyrovae.weights`): decoder network, guide wrap
+beta_schedule  ``beta``, ``epochs``
+=============  ==========================================================================
+
+The construction order, and so the seeded initialisation, is likelihood,
+(guide, for a prior that uses it), prior, decoder, guide.
+"""
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 from torch import nn
 
-from pyrovae import registry
 from pyrovae.config import ConfigError, RunConfig
 
 
-def _call_with(factory: Any, options: dict[str, Any]) -> Any:
-    """Call ``factory`` with the subset of ``options`` its signature accepts."""
-    params = inspect.signature(factory).parameters
-    return factory(**{k: v for k, v in options.items() if k in params})
-
-
-def resolve_likelihood(config: RunConfig, binary_data: bool) -> str:
-    """The likelihood name a run uses: ``auto`` becomes bernoulli or gaussian-fixed."""
-    if config.likelihood != "auto":
-        return config.likelihood
-    return "bernoulli" if binary_data else "gaussian-fixed"
-
-
-def _options(config: RunConfig, data_dim: int) -> dict[str, Any]:
-    opts = config.to_dict()
-    opts.update(data_dim=data_dim, strict=not config.relaxed_bernoulli)
-    return opts
-
-
 def build_likelihood(config: RunConfig, data_dim: int) -> nn.Module:
-    """The likelihood head named by ``config.likelihood`` (already resolved)."""
+    """The likelihood head ``config.likelihood`` names (``auto`` already resolved)."""
     if config.likelihood == "auto":
-        raise ConfigError("resolve likelihood 'auto' with resolve_likelihood() before building")
-    cls = registry.LIKELIHOODS.get(config.likelihood)
-    return _call_with(cls, _options(config, data_dim))
+        raise ConfigError("resolve likelihood 'auto' with config.for_data() before building")
+    return config.build("likelihood", data_dim=data_dim)
+
+
+def build_guide(config: RunConfig, data_dim: int) -> nn.Module:
+    """The guide q(z|x) ``config.guide`` names (without q(θ) of a Bayesian decoder)."""
+    return config.build(
+        "guide",
+        data_dim=data_dim,
+        latent_dim=config.latent_dim,
+        hidden=config.hidden,
+        activation=config.activation,
+        init=config.init,
+    )
 
 
 def build_model(config: RunConfig, data_dim: int) -> tuple[nn.Module, nn.Module]:
-    """``(model, guide)`` for data of ``data_dim`` dimensions, as the config names them.
-
-    A prior whose constructor takes ``guide`` (the VampPrior) receives the guide,
-    which is then built before it; otherwise the construction order, and so the
-    seeded initialisation, is likelihood, prior, decoder, guide.
-    """
+    """``(model, guide)`` for data of ``data_dim`` dimensions, as the config names them."""
     from pyrovae.models.vae import VAE
 
-    opts = _options(config, data_dim)
     likelihood = build_likelihood(config, data_dim)
-    prior_cls = registry.PRIORS.get(config.prior)
     guide = None
-    if "guide" in inspect.signature(prior_cls).parameters:
-        guide = _call_with(registry.GUIDES.get(config.guide), opts)
-    prior_opts = {**opts, "guide": guide, "num_components": config.prior_components}
-    prior = _call_with(prior_cls, prior_opts)
+    context = {}
+    if getattr(config.part("prior"), "uses_guide", False):  # the VampPrior
+        guide = build_guide(config, data_dim)
+        context = {"guide": guide, "data_dim": data_dim}
+    prior = config.build("prior", latent_dim=config.latent_dim, **context)
+    weights = config.part("decoder")
+    hidden = list(reversed(config.hidden))  # the decoder mirrors the encoder
     model = VAE(
         data_dim,
         config.latent_dim,
-        hidden=list(reversed(config.hidden)),
+        hidden=hidden,
         activation=config.activation,
         likelihood=likelihood,
         prior=prior,
         init=config.init,
-        decoder=_build_decoder(config, opts, likelihood.out_features),
+        decoder=weights.decoder(config, config.latent_dim, hidden, likelihood.out_features),
     )
     if guide is None:
-        guide = _call_with(registry.GUIDES.get(config.guide), opts)
-    if config.decoder == "bayesian":  # full VB: the guide named above is q(z|x); add q(θ)
-        from pyrovae.guides.bayesian import FullVBGuide
-
-        guide = _call_with(FullVBGuide, {**opts, "local": guide, "model": model})
-    return model, guide
-
-
-def _build_decoder(config: RunConfig, opts: dict[str, Any], out_features: int) -> nn.Module | None:
-    """The decoder ``config.decoder`` names; None for "mlp", which the VAE builds itself."""
-    if config.decoder == "mlp":
-        return None
-    sizes = dict(
-        in_features=config.latent_dim,
-        hidden=list(reversed(config.hidden)),
-        out_features=out_features,
-    )
-    return _call_with(registry.DECODERS.get(config.decoder), {**opts, **sizes})
+        guide = build_guide(config, data_dim)
+    return model, weights.guide(config, guide, model)
 
 
 def build_beta_schedule(config: RunConfig):
     """The β schedule the config names (:data:`pyrovae.registry.BETA_SCHEDULES`)."""
-    return _call_with(registry.BETA_SCHEDULES.get(config.beta_schedule), config.to_dict())
+    return config.build("beta_schedule", beta=config.beta, epochs=config.epochs)
 
 
 def count_parameters(module: nn.Module) -> int:

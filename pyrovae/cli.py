@@ -47,18 +47,137 @@ def _run_safely(fn, *args, **kwargs):
         raise click.ClickException("aborted; the last checkpoint is intact") from None
 
 
-def _int_list(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        widths = [int(v) for v in str(value).replace(" ", "").split(",") if v]
-    except ValueError:
-        raise click.BadParameter(
-            f"expected comma-separated integers like 400,400, got {value!r}"
-        ) from None
-    if not widths or any(w < 1 for w in widths):
-        raise click.BadParameter(f"expected positive integers, got {value!r}")
-    return widths
+class IntList(click.ParamType):
+    """Comma-separated integers, e.g. ``400,400`` (an empty string is the empty list)."""
+
+    name = "integers"
+
+    def __init__(self, low: float | None = None):
+        self.low = low
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            items = [int(v) for v in str(value).replace(" ", "").split(",") if v]
+        except ValueError:
+            self.fail(f"expected comma-separated integers like 400,400, got {value!r}", param, ctx)
+        if self.low is not None and any(v < self.low for v in items):
+            what = "positive integers" if self.low == 1 else f"integers >= {self.low:g}"
+            self.fail(f"expected {what}, got {value!r}", param, ctx)
+        return items
+
+
+def _click_type(declared) -> click.ParamType:
+    option = declared.option
+    if declared.selects is not None or option.choices is not None:
+        return click.Choice(list(option.allowed()))
+    if option.type is list:
+        return IntList(option.low)
+    if option.type is Path:
+        return click.Path(file_okay=False)
+    return {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}[option.type]
+
+
+def config_option(name: str, declared, default=None) -> click.Option:
+    """The click option of one declared config option, tagged with its help section.
+
+    Its default is the declared one (shown in ``--help``); whether the user gave it is
+    read from click's parameter source, so a default never overrides a TOML value.
+    """
+    option = declared.option
+    flags = [option.flag, *("--" + a.replace("_", "-") for a in option.aliases)]
+    if option.short:
+        flags.append(option.short)
+    if option.type is bool:
+        flags = [f"{option.flag}/--no-{option.flag[2:]}"]
+    default = option.default if default is None else default
+    tags = [part for _, part in declared.readers]
+    tags.append(f"default: {option.default_text() if default == option.default else default}")
+    param = click.Option(
+        [*flags, name],
+        type=_click_type(declared),
+        default=list(default) if isinstance(default, list) else default,
+        help=f"{option.help}  [{'; '.join(tags)}]",
+    )
+    param.section = declared.section.title
+    return param
+
+
+def config_options(exclude: tuple[str, ...] = (), defaults: dict | None = None) -> list:
+    """A click option for every option of a run (:func:`pyrovae.config.schema`)."""
+    from pyrovae.config import schema
+
+    defaults = defaults or {}
+    return [
+        config_option(name, declared, defaults.get(name))
+        for name, declared in schema().items()
+        if name not in exclude
+    ]
+
+
+class ConfigCommand(click.Command):
+    """A command taking every run option, generated from the parts' declarations.
+
+    The options are built when the command is used (so ``pyrovae --help`` imports
+    no part) and rebuilt after a part is registered; ``--help`` shows them in the
+    sections of :data:`pyrovae.registry.SECTIONS`, after the command's own options.
+    """
+
+    def __init__(self, *args, exclude: tuple[str, ...] = (), defaults: dict | None = None, **kw):
+        self._exclude, self._defaults = exclude, defaults
+        self._generated: tuple[int, list] | None = None
+        super().__init__(*args, **kw)
+
+    @property
+    def params(self) -> list[click.Parameter]:
+        # one list object per generation: click appends to it and pops from it
+        generation = registry.generation()
+        if self._generated is None or self._generated[0] != generation:
+            options = config_options(self._exclude, self._defaults)
+            self._generated = (generation, [*self._own, *options])
+        return self._generated[1]
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self._own = list(value)
+        self._generated = None
+
+    def format_options(self, ctx, formatter) -> None:
+        sections: dict[str, list] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                sections.setdefault(getattr(param, "section", "Command"), []).append(record)
+        for title, rows in sections.items():
+            with formatter.section(f"{title} options"):
+                formatter.write_dl(rows)
+
+
+def given(ctx: click.Context, options: dict) -> dict:
+    """The run options the user typed on the command line (not click's defaults)."""
+    from click.core import ParameterSource
+
+    return {
+        k: v
+        for k, v in options.items()
+        if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+
+
+def _settings(ctx, config_file, options: dict, defaults: dict | None = None):
+    """A RunConfig from the defaults, then the TOML file, then what the command line gave.
+
+    ``defaults`` are the command's own (sweep's dataset); every value from them, the
+    file or the command line is recorded as given.
+    """
+    from pyrovae.config import RunConfig, canonical, load_toml
+
+    values = dict(defaults or {})
+    if config_file:
+        values.update(canonical(load_toml(config_file), config_file))
+    values.update(given(ctx, options))
+    return RunConfig.from_dict(values, source=config_file or "options")
 
 
 def _choice(reg: registry.Registry, *extra: str) -> click.Choice:
@@ -76,7 +195,6 @@ def main():
     """
 
 
-# Options of `train`, each mapping to a RunConfig field (None = not given).
 #: options shared by the commands that load a run (evaluate, sample, manifold, diagnose)
 DEVICE_OPTION = click.option(
     "--device", default="cpu", show_default=True, help="cpu or cuda: where to load the run."
@@ -84,244 +202,47 @@ DEVICE_OPTION = click.option(
 SEED_OPTION = click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the random draws."
 )
-
-TRAIN_OPTIONS = [
-    click.option(
-        "--dataset",
-        type=_choice(registry.DATASETS),
-        help="Dataset (default: digits, embedded, works offline).",
-    ),
-    click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        help="Folder of dataset files [default: $PYROVAE_DATA or ~/.cache/pyrovae].",
-    ),
-    click.option(
-        "--likelihood",
-        type=_choice(registry.LIKELIHOODS, "auto"),
-        help="p(x|z); auto = bernoulli for binary data, gaussian-fixed otherwise.",
-    ),
-    click.option("--sigma", type=float, help="σ of gaussian-fixed [default: 0.1]."),
-    click.option(
-        "--relaxed-bernoulli",
-        is_flag=True,
-        default=None,
-        help="Let bernoulli score grey data (not a density; as Pyro's example).",
-    ),
-    click.option(
-        "--mean-activation",
-        type=click.Choice(["identity", "sigmoid"]),
-        help="Output map of Gaussian means [default: identity].",
-    ),
-    click.option(
-        "--floor",
-        type=float,
-        help="σ floor ξ of bounded-gaussian (Mattei & Frellsen) [default: 0.01].",
-    ),
-    click.option(
-        "--info-max",
-        type=float,
-        help="Information budget I_max of baggins, nats per dimension [default: 3].",
-    ),
-    click.option(
-        "--floor-mode",
-        type=click.Choice(["max", "softplus"]),
-        help="How baggins applies its variance floor [default: max].",
-    ),
-    click.option(
-        "--guide",
-        type=_choice(registry.GUIDES),
-        help="q(z|x): diagonal (learned σ(x)), constant (means only; Fyffe) or deterministic "
-        "(a point code: a plain auto-encoder, with --beta 0) [default: diagonal].",
-    ),
-    click.option(
-        "--scale-transform",
-        type=click.Choice(["softplus", "exp"]),
-        help="Diagonal guide: σ = softplus(r), or σ = exp(r/2) with r = log σ² as in AEVB "
-        "eq. 13 (and pythae) [default: softplus].",
-    ),
-    click.option(
-        "--posterior-scale",
-        type=float,
-        help="Posterior σ of the constant guide (initial value if learned) [default: 1].",
-    ),
-    click.option(
-        "--learn-scale",
-        type=click.Choice(["none", "scalar", "vector"]),
-        help="Constant guide: keep σ fixed, or learn one scalar / one per dimension.",
-    ),
-    click.option(
-        "--prior",
-        type=_choice(registry.PRIORS),
-        help="The marginal m(z): standard N(0, I), mixture (learned Gaussians) or vamp "
-        "(VampPrior) [default: standard].",
-    ),
-    click.option(
-        "--prior-components",
-        type=int,
-        help="Components K of the mixture / pseudo-inputs of the vamp prior [default: 10].",
-    ),
-    click.option(
-        "--objective",
-        type=_choice(registry.OBJECTIVES),
-        help="trace = L^A (MC KL), meanfield = L^B (analytic KL), iwae = IWAE bound, "
-        "bilbo = Fyffe's batch bound (constant guide) [default: meanfield].",
-    ),
-    click.option("--particles", "-L", type=int, help="Samples per data point L [default: 1]."),
-    click.option("--latent", "latent_dim", type=int, help="Latent size [default: 10]."),
-    click.option(
-        "--hidden",
-        callback=_int_list,
-        help="Hidden widths, encoder side, comma-separated [default: 400].",
-    ),
-    click.option(
-        "--activation",
-        type=_choice(registry.ACTIVATIONS),
-        help="Hidden nonlinearity [default: tanh].",
-    ),
-    click.option(
-        "--init",
-        type=click.Choice(["default", "aevb"]),
-        help="Weight init: torch default or AEVB's N(0, 0.01²).",
-    ),
-    click.option(
-        "--optimizer",
-        type=_choice(registry.OPTIMIZERS),
-        help="Optimiser [default: adam; AEVB used adagrad].",
-    ),
-    click.option("--lr", type=float, help="Learning rate [default: 1e-3]."),
-    click.option(
-        "--lr-milestones",
-        callback=_int_list,
-        help="Epochs at which the learning rate is multiplied by --lr-gamma, comma-separated "
-        "[default: none].",
-    ),
-    click.option(
-        "--lr-gamma", type=float, help="Learning-rate factor at each milestone [default: 0.1]."
-    ),
-    click.option("--weight-decay", type=float, help="L2 weight decay [default: 0]."),
-    click.option(
-        "--ema-decay",
-        type=float,
-        help="Evaluate an exponential moving average of the parameters with this decay "
-        "d, spanning about 1/(1-d) steps, e.g. 0.999 (Polyak averaging) [default: 0, off].",
-    ),
-    click.option("--batch-size", "-M", type=int, help="Minibatch size M [default: 100]."),
-    click.option("--epochs", type=int, help="Epochs [default: 10]."),
-    click.option("--seed", type=int, help="Seed that fixes the run [default: 0]."),
-    click.option("--device", type=str, help="auto, cpu or cuda [default: auto]."),
-    click.option(
-        "--iw-samples",
-        type=int,
-        help="Importance samples for the final test log-likelihood (0 = skip) [default: 100].",
-    ),
-    click.option(
-        "--nan-policy",
-        type=click.Choice(["stop", "rollback"]),
-        help="On a non-finite loss or gradient: stop, or roll back to the last good epoch "
-        "with half the learning rate [default: stop].",
-    ),
-    click.option("--max-rollbacks", type=int, help="Most rollbacks before stopping [default: 3]."),
-    click.option(
-        "--threads",
-        type=int,
-        help="torch CPU threads [default: torch's]; 1 is often fastest for small networks on a "
-        "busy machine.",
-    ),
-    click.option(
-        "--beta",
-        type=float,
-        help="Train D + βR (Alemi et al.): β < 1 favours rate, β > 1 compression; the test "
-        "ELBO stays β = 1 [default: 1].",
-    ),
-    click.option(
-        "--beta-schedule",
-        type=_choice(registry.BETA_SCHEDULES),
-        help="β per step: constant, linear warm-up from 0, or cyclical (Fu et al.) "
-        "[default: constant].",
-    ),
-    click.option("--beta-warmup", type=float, help="Epochs of the linear β warm-up [default: 5]."),
-    click.option("--beta-cycles", type=int, help="Cycles of the cyclical β schedule [default: 4]."),
-    click.option(
-        "--decoder",
-        type=_choice(registry.DECODERS),
-        help="mlp (point estimate) or bayesian (full variational Bayes over its weights, "
-        "Kingma & Welling app. F) [default: mlp].",
-    ),
-    click.option(
-        "--weight-prior",
-        type=_choice(registry.WEIGHT_PRIORS),
-        help="Prior on a bayesian decoder's weights: normal N(0, s²) or scale-mixture "
-        "(Blundell et al.) [default: normal].",
-    ),
-    click.option(
-        "--weight-prior-scale", type=float, help="s of the normal weight prior [default: 0.1]."
-    ),
-    click.option("--mixture-pi", type=float, help="π of the scale-mixture prior [default: 0.5]."),
-    click.option("--mixture-sigma1", type=float, help="Wide σ₁ of the scale mixture [default: 1]."),
-    click.option(
-        "--mixture-sigma2", type=float, help="Narrow σ₂ of the scale mixture [default: e^-6]."
-    ),
-    click.option(
-        "--weight-init-scale", type=float, help="Initial σ of q(θ) per weight [default: 0.03]."
-    ),
-    click.option(
-        "--weight-samples",
-        type=int,
-        help="Draws θ ~ q(θ) averaged by evaluation (bayesian decoder) [default: 10].",
-    ),
-    click.option(
-        "--init-from",
-        type=click.Path(exists=True, file_okay=False),
-        help="Seed q(θ)'s means (and the encoder) from a trained point-estimate run.",
-    ),
-]
-
-
-def _add_options(options):
-    def wrap(fn):
-        for opt in reversed(options):
-            fn = opt(fn)
-        return fn
-
-    return wrap
-
-
-@main.command()
-@click.option(
+CONFIG_FILE_OPTION = click.option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="TOML file of settings; command-line options override it.",
+    help="TOML file of settings (keys as the options below, e.g. latent_dim = 20); "
+    "command-line options override it.",
 )
-@_add_options(TRAIN_OPTIONS)
+
+
+@main.command(cls=ConfigCommand)
+@CONFIG_FILE_OPTION
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
     default=None,
     help="Run folder to write [default: runs/DATASET].",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its checkpoint; options you omit keep the run's values.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def train(config_file, out, resume, overwrite, progress, **options):
+@click.pass_context
+def train(ctx, config_file, out, resume, overwrite, progress, **options):
     """Train a VAE and write a run folder.
 
     \b
     Examples:
-      pyrovae train --epochs 5 --latent 2
+      pyrovae train --epochs 5 --latent-dim 2
       pyrovae train --dataset mnist-binarized --objective iwae -L 5 --out runs/iwae
       pyrovae train --config run.toml --lr 3e-4
+      pyrovae train --out runs/iwae --epochs 20 --resume
       torchrun --standalone --nproc_per_node 2 -m pyrovae train --dataset mnist-binarized
     """
     from pyrovae import distributed
-    from pyrovae.config import RunConfig, load_toml
     from pyrovae.train import train as train_run
 
     def go():
-        values = load_toml(config_file) if config_file else {}
-        values.update({k: v for k, v in options.items() if v is not None})
-        config = RunConfig.from_dict(values, source=config_file or "options")
+        config = _settings(ctx, config_file, options)
         folder = Path(out or Path("runs") / config.dataset)
         if resume and not folder.exists():
             raise click.ClickException(f"--resume: run folder {folder} does not exist")
@@ -338,23 +259,11 @@ def train(config_file, out, resume, overwrite, progress, **options):
     _run_safely(go)
 
 
-def _options_except(options, *names: str) -> list:
-    """The click option decorators of ``options`` whose parameter name is not in ``names``."""
-
-    def param_names(option) -> set[str]:
-        probe = option(lambda: None)
-        return {p.name for p in getattr(probe, "__click_params__", [])}
-
-    return [o for o in options if not param_names(o) & set(names)]
+SWEEP_DEFAULTS = {"dataset": "mnist-binarized"}
 
 
-@main.command()
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML file of settings; command-line options override it.",
-)
+@main.command(cls=ConfigCommand, exclude=("prior", "beta"), defaults=SWEEP_DEFAULTS)
+@CONFIG_FILE_OPTION
 @click.option(
     "--beta",
     "betas",
@@ -369,7 +278,6 @@ def _options_except(options, *names: str) -> list:
     multiple=True,
     help="Marginal m(z), repeatable: each is its own series [default: standard].",
 )
-@_add_options(_options_except(TRAIN_OPTIONS, "prior", "beta"))
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -377,7 +285,8 @@ def _options_except(options, *names: str) -> list:
     help="Sweep folder: one run per (prior, β) and summary/ [default: runs/sweep-DATASET].",
 )
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
-def sweep(config_file, betas, priors, out, progress, **options):
+@click.pass_context
+def sweep(ctx, config_file, betas, priors, out, progress, **options):
     """Train one run per marginal and β of D + βR; tabulate and plot the RD plane.
 
     Alemi et al. (2018), "Fixing a Broken ELBO": rate R and distortion D of each
@@ -390,16 +299,12 @@ def sweep(config_file, betas, priors, out, progress, **options):
       pyrovae sweep --beta 0.1:1.1:0.1 --epochs 10 --out runs/rd
       pyrovae sweep --beta 0.1,0.5,1 --prior standard --prior vamp --objective trace
     """
-    from pyrovae.config import RunConfig, load_toml
     from pyrovae.sweep import parse_betas, table_markdown
     from pyrovae.sweep import sweep as run_sweep
 
     def go():
-        values = load_toml(config_file) if config_file else {}
-        values.setdefault("dataset", "mnist-binarized")
-        values.update({k: v for k, v in options.items() if v is not None})
+        config = _settings(ctx, config_file, options, defaults=SWEEP_DEFAULTS)
         beta_values = parse_betas(betas)
-        config = RunConfig.from_dict(values, source=config_file or "options")
         folder = Path(out or Path("runs") / f"sweep-{config.dataset}")
         result = run_sweep(
             config,

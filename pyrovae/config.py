@@ -1,292 +1,304 @@
-"""Run configuration: every choice a training run makes, by registry name.
+"""Run configuration, generated from the options the registered parts declare.
 
-A :class:`RunConfig` is what ``config.json`` in a run folder holds; it is
-enough to rebuild the model and guide (:func:`pyrovae.build.build_model`).
-Values come from the defaults, then a TOML file, then command-line options,
-each overriding the one before. Unknown keys and bad values are errors that
-name the key and the fix.
+A :class:`RunConfig` holds one value per declared option
+(:mod:`pyrovae.options`): the fixed option sets of :data:`pyrovae.registry.SECTIONS`,
+the option choosing each part, and every part's own options. It is what
+``config.json`` in a run folder holds, and enough to rebuild the model and
+guide (:func:`pyrovae.build.build_model`). Values come from the defaults,
+then a TOML file, then command-line options, each overriding the one before;
+the config remembers which keys were *given* (not defaulted), which is what a
+resumed run compares with the run it continues.
+
+Validation happens here, once: unknown keys (with a suggestion), values of
+the wrong type or range, unknown part names (resolved to their classes), each
+chosen part's own cross-option check, and the rules parts impose on each
+other (:class:`~pyrovae.options.Needs`). Every failure is a one-line
+:class:`ConfigError`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import math
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pyrovae import registry
+from pyrovae.options import ConfigError, Option, needs_of, options_of
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-
-#: settings of a run that do not define its model: they may change when a run is resumed
-RUN_SETTINGS = ("epochs", "device", "data_dir", "threads")
+__all__ = ["ConfigError", "Declared", "RunConfig", "load_toml", "schema"]
 
 
-def model_settings(config: dict) -> dict:
-    """The part of a config dict that defines the model, guide and training (not RUN_SETTINGS)."""
-    return {k: v for k, v in config.items() if k not in RUN_SETTINGS}
+@dataclass(frozen=True)
+class Declared:
+    """An option in the schema: its declaration, its section, and who reads it.
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message names the key and the fix."""
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a training run.
-
-    ``likelihood="auto"`` picks ``bernoulli`` for binary datasets and
-    ``gaussian-fixed`` (σ = ``sigma``) for grey ones; the resolved name is
-    what the run folder records.
+    :ivar readers: the parts that declared it as ``(kind, name)`` pairs, e.g.
+        ``(("likelihood", "gaussian-fixed"),)``; empty for fixed and part-choosing options.
+    :ivar selects: the registry whose entry it names, for part-choosing options.
     """
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    likelihood: str = "auto"
-    sigma: float = 0.1
-    relaxed_bernoulli: bool = False
-    mean_activation: str = "identity"
-    guide: str = "diagonal"
-    prior: str = "standard"
-    objective: str = "meanfield"
-    particles: int = 1
-    latent_dim: int = 10
-    hidden: list[int] = field(default_factory=lambda: [400])
-    activation: str = "tanh"
-    init: str = "default"
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    #: epochs at which the learning rate is multiplied by ``lr_gamma`` (torch's MultiStepLR)
-    lr_milestones: list[int] = field(default_factory=list)
-    lr_gamma: float = 0.1
-    weight_decay: float = 0.0
-    #: d of the exponential moving average of the parameters that evaluation uses (0: none)
-    ema_decay: float = 0.0
-    batch_size: int = 100
-    epochs: int = 10
-    seed: int = 0
-    device: str = "auto"
-    #: torch intra-op threads (None: torch's default); numbers may differ across thread counts
-    threads: int | None = None
-    eval_samples: int = 1
-    iw_samples: int = 100
-    # what a non-finite loss or gradient does: stop, or roll back and halve the lr
-    nan_policy: str = "stop"
-    max_rollbacks: int = 3
-    # Fyffe / Mattei & Frellsen parts
-    floor: float = 0.01
-    info_max: float = 3.0
-    floor_mode: str = "max"
-    posterior_scale: float = 1.0
-    learn_scale: str = "none"
-    #: how the diagonal guide turns its raw output r into σ: softplus(r), or exp(r / 2)
-    scale_transform: str = "softplus"
-    # Alemi et al. (2018): the objective D + βR and learned marginals
-    beta: float = 1.0
-    beta_schedule: str = "constant"
-    beta_warmup: float = 5.0
-    beta_cycles: int = 4
-    prior_components: int = 10
-    # Kingma & Welling (2013) app. F: full variational Bayes over the decoder's weights
-    decoder: str = "mlp"
-    weight_prior: str = "normal"
-    weight_prior_scale: float = 0.1
-    mixture_pi: float = 0.5
-    mixture_sigma1: float = 1.0
-    mixture_sigma2: float = math.exp(-6.0)
-    weight_init_scale: float = 0.03
-    weight_samples: int = 10
-    init_from: str | None = None
+    option: Option
+    section: registry.Section
+    readers: tuple[tuple[str, str], ...] = ()
+    selects: registry.Registry | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+
+_cache: dict[int, dict[str, Declared]] = {}
+
+
+def schema() -> dict[str, Declared]:
+    """Every option of a run, in ``--help`` order, from the current registry.
+
+    :raises ConfigError: if two parts declare one name differently.
+    """
+    generation = registry.generation()
+    if generation not in _cache:
+        _cache.clear()
+        _cache[generation] = _build_schema()
+    return _cache[generation]
+
+
+def _build_schema() -> dict[str, Declared]:
+    out: dict[str, Declared] = {}
+
+    def add(option: Option, section, reader: tuple[str, str] | None = None, selects=None):
+        known = out.get(option.name)
+        if known is not None and known.option != option:
+            first = " ".join(known.readers[0]) if known.readers else known.section.name
+            raise ConfigError(
+                f"option {option.name!r} is declared twice, differently, by {first} and "
+                f"{' '.join(reader) if reader else section.name}; rename one of them"
+            )
+        readers = known.readers if known is not None else ()
+        if reader is not None:
+            readers = (*readers, reader)
+        out[option.name] = Declared(option, section, readers, selects)
+
+    def add_registry(reg: registry.Registry, section) -> None:
+        add(reg.selector(), section, selects=reg)
+        for name, option in reg.declared():
+            add(option, section, (reg.kind, name))
+
+    for section in registry.SECTIONS:  # the first part's choice, the fixed options, the rest
+        for reg in section.registries[:1]:
+            add_registry(reg, section)
+        for option in section.fixed_options():
+            add(option, section)
+        for reg in section.registries[1:]:
+            add_registry(reg, section)
+    return out
+
+
+def names() -> dict[str, str]:
+    """Every accepted spelling of every option (name, alias, dashed forms) -> its name."""
+    out: dict[str, str] = {}
+    for name, declared in schema().items():
+        for spelling in (name, *declared.option.aliases):
+            out[spelling] = name
+            out[spelling.replace("_", "-")] = name
+    return out
+
+
+def defaults() -> dict[str, Any]:
+    """The default value of every option."""
+    return {name: d.option.default for name, d in schema().items()}
+
+
+def resumable() -> frozenset[str]:
+    """Options that may differ when a run is resumed (they do not define what it trains)."""
+    return frozenset(name for name, d in schema().items() if d.option.resumable)
+
+
+class RunConfig(Mapping):
+    """A validated run configuration: one value per declared option.
+
+    Read values as attributes or items (``config.latent_dim``,
+    ``config["latent_dim"]``); a config is immutable, :meth:`replace` makes a
+    changed copy. ``RunConfig(**values)`` is ``RunConfig.from_dict(values)``.
+
+    :ivar given: the keys set explicitly (not defaulted).
+    """
+
+    __slots__ = ("_values", "given")
+
+    def __init__(self, **values: Any):
+        made = RunConfig.from_dict(values)
+        object.__setattr__(self, "_values", made._values)
+        object.__setattr__(self, "given", made.given)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
-        """Build and validate a config; unknown keys are errors with a suggestion."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(f"unknown key {key!r} in {source}{hint}")
-        cfg = cls(**{**cls().to_dict(), **values})
-        cfg.validate()
-        return cfg
+    def _make(cls, values: dict[str, Any], given: Iterable[str]) -> RunConfig:
+        config = object.__new__(cls)
+        object.__setattr__(config, "_values", values)
+        object.__setattr__(config, "given", frozenset(given))
+        return config
 
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` for any value that cannot run."""
-        for reg, name in [
-            (registry.DATASETS, self.dataset),
-            (registry.GUIDES, self.guide),
-            (registry.PRIORS, self.prior),
-            (registry.OBJECTIVES, self.objective),
-            (registry.OPTIMIZERS, self.optimizer),
-            (registry.ACTIVATIONS, self.activation),
-        ]:
-            _check(reg, name)
-        if self.likelihood != "auto":
-            _check(registry.LIKELIHOODS, self.likelihood)
-        _check_rate_distortion(self)
-        _check_point_posterior(self)
-        _check_full_vb(self)
-        for key in ("particles", "latent_dim", "batch_size", "eval_samples"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
-        for key in ("epochs", "iw_samples"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 0:
-                raise ConfigError(f"{key} must be a whole number >= 0, got {getattr(self, key)!r}")
-        self.hidden = [int(h) for h in self.hidden]
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"hidden widths must be positive integers, got {self.hidden}")
-        if not isinstance(self.lr_milestones, (list, tuple)) or not all(
-            isinstance(m, int) and not isinstance(m, bool) for m in self.lr_milestones
-        ):
-            raise ConfigError(f"lr_milestones must be a list of epochs, got {self.lr_milestones!r}")
-        self.lr_milestones = sorted(self.lr_milestones)
-        if any(m < 1 for m in self.lr_milestones):
-            raise ConfigError(f"lr_milestones must be epochs >= 1, got {self.lr_milestones}")
-        for key in ("lr", "sigma", "lr_gamma"):
-            if not (isinstance(getattr(self, key), (int, float)) and getattr(self, key) > 0):
-                raise ConfigError(f"{key} must be a positive number, got {getattr(self, key)!r}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if isinstance(self.ema_decay, bool) or not (
-            isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1
-        ):
-            raise ConfigError(
-                f"ema_decay must be a number in [0, 1) (0 turns averaging off), "
-                f"got {self.ema_decay!r}"
-            )
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.init not in ("default", "aevb"):
-            raise ConfigError(f"init must be 'default' or 'aevb', got {self.init!r}")
-        if self.mean_activation not in ("identity", "sigmoid"):
-            raise ConfigError("mean_activation must be 'identity' or 'sigmoid'")
-        for key in ("floor", "info_max", "posterior_scale"):
-            v = getattr(self, key)
-            if not (isinstance(v, (int, float)) and 0 < v < math.inf):
-                raise ConfigError(f"{key} must be a positive number, got {v!r}")
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
-        ):
-            raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
-        if self.nan_policy not in ("stop", "rollback"):
-            raise ConfigError(f"nan_policy must be 'stop' or 'rollback', got {self.nan_policy!r}")
-        if (
-            isinstance(self.max_rollbacks, bool)
-            or not isinstance(self.max_rollbacks, int)
-            or (self.max_rollbacks < 0)
-        ):
-            raise ConfigError(
-                f"max_rollbacks must be a whole number >= 0, got {self.max_rollbacks!r}"
-            )
-        if self.floor_mode not in ("max", "softplus"):
-            raise ConfigError(f"floor_mode must be 'max' or 'softplus', got {self.floor_mode!r}")
-        if self.scale_transform not in ("softplus", "exp"):
-            raise ConfigError(
-                f"scale_transform must be 'softplus' or 'exp', got {self.scale_transform!r}"
-            )
-        if self.learn_scale not in ("none", "scalar", "vector"):
-            raise ConfigError(
-                f"learn_scale must be 'none', 'scalar' or 'vector', got {self.learn_scale!r}"
-            )
+    @classmethod
+    def from_dict(
+        cls, values: Mapping[str, Any], source: str = "config", given: Iterable[str] | None = None
+    ) -> RunConfig:
+        """Build and validate a config; unknown keys are errors with a suggestion.
 
+        :param values: option values by name (or alias; dashes or underscores).
+        :param source: where the values come from, for messages (a file name).
+        :param given: the keys to record as given (default: those in ``values``).
+        """
+        spelled = canonical(values, source)
+        parsed = {}
+        for name, declared in schema().items():
+            value = spelled.get(name, declared.option.default)
+            parsed[name] = _parse(declared, value)
+        config = cls._make(parsed, spelled if given is None else canonical_keys(given))
+        _check_parts(config)
+        return config
 
-def _number(cfg: RunConfig, key: str) -> float:
-    v = getattr(cfg, key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
-        raise ConfigError(f"{key} must be a number >= 0, got {v!r}")
-    return float(v)
+    # -- reading --------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"RunConfig has no option {name!r}") from None
 
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
 
-def _check_rate_distortion(cfg: RunConfig) -> None:
-    """β options (D + βR, Alemi et al. 2018) and the marginal's component count."""
-    cfg.beta, cfg.beta_warmup = _number(cfg, "beta"), _number(cfg, "beta_warmup")
-    _check(registry.BETA_SCHEDULES, cfg.beta_schedule)
-    for key in ("beta_cycles", "prior_components"):
-        v = getattr(cfg, key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {v!r}")
-    if cfg.beta != 1.0 or cfg.beta_schedule != "constant":
-        from pyrovae.infer.beta import beta_unsupported_reason
+    def __iter__(self):
+        return iter(self._values)
 
-        reason = beta_unsupported_reason(registry.OBJECTIVES.get(cfg.objective))
-        if reason is not None:
-            raise ConfigError(
-                f"objective {cfg.objective!r} cannot train D + βR (beta {cfg.beta:g}, schedule "
-                f"{cfg.beta_schedule!r}): {reason}; use beta 1 with the constant schedule, or "
-                "objective trace or meanfield"
-            )
+    def __len__(self) -> int:
+        return len(self._values)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"RunConfig is immutable: use config.replace({name}=...)")
 
-def is_point_posterior(guide: str) -> bool:
-    """Whether the registered guide ``guide`` is a point mass (``point_posterior``)."""
-    return bool(getattr(registry.GUIDES.get(guide), "point_posterior", False))
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self._values.items() if k in self.given}
+        return f"RunConfig({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every value, as ``config.json`` stores it (lists copied)."""
+        return {k: list(v) if isinstance(v, list) else v for k, v in self._values.items()}
 
-def _check_point_posterior(cfg: RunConfig) -> None:
-    """A point-posterior guide (a plain auto-encoder) has no density in z: train it with β = 0."""
-    if not is_point_posterior(cfg.guide):
-        return
-    if cfg.beta != 0.0 or cfg.beta_schedule != "constant":
-        raise ConfigError(
-            f"guide {cfg.guide!r} is a point posterior (a plain auto-encoder) with no rate to "
-            f"weigh, but beta is {cfg.beta:g} (schedule {cfg.beta_schedule!r}); pass beta 0 "
-            "with the constant schedule (--beta 0)"
+    def replace(self, **changes: Any) -> RunConfig:
+        """A validated copy with ``changes`` applied (and recorded as given)."""
+        return RunConfig.from_dict(
+            {**self.to_dict(), **changes}, given={*self.given, *canonical_keys(changes)}
         )
 
+    # -- parts ----------------------------------------------------------------
+    def part(self, key: str) -> Any:
+        """The class (or function) of the part chosen by option ``key``, e.g. ``"guide"``."""
+        return registry.SELECTORS[key].get(self._values[key])
 
-def _check_full_vb(cfg: RunConfig) -> None:
-    """Options of the Bayesian decoder (full variational Bayes, Kingma & Welling app. F)."""
-    _check(registry.DECODERS, cfg.decoder)
-    _check(registry.WEIGHT_PRIORS, cfg.weight_prior)
-    for key in ("weight_prior_scale", "mixture_sigma1", "mixture_sigma2", "weight_init_scale"):
-        v = getattr(cfg, key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
-            raise ConfigError(f"{key} must be a positive number, got {v!r}")
-    if not (isinstance(cfg.mixture_pi, (int, float)) and 0 < cfg.mixture_pi < 1):
-        raise ConfigError(f"mixture_pi must be in (0, 1), got {cfg.mixture_pi!r}")
-    if not cfg.mixture_sigma2 < cfg.mixture_sigma1:
-        raise ConfigError("mixture_sigma2 (the narrow scale) must be below mixture_sigma1")
-    if isinstance(cfg.weight_samples, bool) or not isinstance(cfg.weight_samples, int):
-        raise ConfigError(f"weight_samples must be a positive integer, got {cfg.weight_samples!r}")
-    if cfg.weight_samples < 1:
-        raise ConfigError(f"weight_samples must be a positive integer, got {cfg.weight_samples!r}")
-    if cfg.decoder != "bayesian":
-        if cfg.init_from is not None:
-            raise ConfigError("init_from seeds a Bayesian decoder: pass decoder='bayesian' too")
-        return
-    if cfg.objective not in ("trace", "meanfield"):
-        raise ConfigError(
-            f"objective {cfg.objective!r} needs every site inside the data plate, but a "
-            "Bayesian decoder's weights are global: use objective trace or meanfield"
-        )
+    def options_for(self, part: Any) -> dict[str, Any]:
+        """The values of the options ``part`` declares, by constructor keyword."""
+        return {o.keyword: self._values[o.name] for o in options_of(part)}
+
+    def build(self, key: str, *args: Any, **context: Any) -> Any:
+        """Construct the part chosen by ``key`` with ``context`` and its own options.
+
+        A part with a ``from_options`` classmethod is built by it; otherwise its
+        constructor is called as ``part(*args, **context, **its options)``.
+        """
+        part = self.part(key)
+        factory = getattr(part, "from_options", part)
+        return factory(*args, **context, **self.options_for(part))
+
+    def for_data(self, binary: bool) -> RunConfig:
+        """This config with ``likelihood = "auto"`` resolved for binary or grey data:
+        bernoulli for binary, gaussian-fixed otherwise (the one place "auto" is read)."""
+        if self._values["likelihood"] != "auto":
+            return self
+        resolved = "bernoulli" if binary else "gaussian-fixed"
+        return RunConfig._make({**self._values, "likelihood": resolved}, self.given)
 
 
-def _check(reg: registry.Registry, name: str) -> None:
-    try:
-        reg.check(name)
-    except registry.UnknownNameError as e:
-        raise ConfigError(str(e)) from None
+def canonical(values: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """``values`` keyed by option names; unknown or doubled keys are errors."""
+    spellings = names()
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = spellings.get(key)
+        if name is None:
+            close = difflib.get_close_matches(key, list(spellings), n=1)
+            hint = f"; did you mean {spellings[close[0]]!r}?" if close else ""
+            raise ConfigError(f"unknown key {key!r} in {source}{hint}")
+        if name in out:
+            raise ConfigError(f"{name} is given twice in {source}; keep one")
+        out[name] = value
+    return out
+
+
+def canonical_keys(keys: Iterable[str]) -> set[str]:
+    spellings = names()
+    return {spellings.get(k, k) for k in keys}
+
+
+def _parse(declared: Declared, value: Any) -> Any:
+    reg = declared.selects
+    if reg is None:
+        return declared.option.parse(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{reg.key} must be the name of a {reg.kind}, got {value!r}")
+    if value not in reg.extra:
+        try:
+            reg.check(value)
+        except registry.UnknownNameError as e:
+            raise ConfigError(str(e)) from None
+    return value
+
+
+def _check_parts(config: RunConfig) -> None:
+    """The chosen parts' own checks and the rules they and set options impose."""
+    for key, reg in registry.SELECTORS.items():
+        name = config[key]
+        if name in reg.extra:
+            continue
+        part = reg.get(name)
+        who = f"{reg.kind} {name!r}"
+        check = getattr(part, "check_options", None)
+        if check is not None:
+            problem = check(**config.options_for(part))
+            if problem:
+                raise ConfigError(f"{who}: {problem}")
+        for need in needs_of(part):
+            need.check(config, who)
+    for name, declared in schema().items():
+        option = declared.option
+        if option.needs and config[name] != option.default:
+            for need in option.needs:
+                need.check(config, name)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into a flat dict (keys as in :class:`RunConfig`)."""
+    """Read a TOML config file into a flat dict (its keys are checked by :class:`RunConfig`)."""
     path = Path(path)
     try:
         with path.open("rb") as f:
             values = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({e.reason})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-    return {k.replace("-", "_"): v for k, v in values.items()}
+    nested = [k for k, v in values.items() if isinstance(v, dict)]
+    if nested:
+        raise ConfigError(
+            f"config file {path} has a table [{nested[0]}]; pyrovae's settings are flat keys "
+            "(e.g. latent_dim = 20) at the top of the file"
+        )
+    return values
+
+
+def is_point_posterior(guide: str) -> bool:
+    """Whether the registered guide ``guide`` is a point mass (``point_posterior``)."""
+    return bool(getattr(registry.GUIDES.get(guide), "point_posterior", False))

@@ -17,7 +17,8 @@ Three questions, three tools:
 * **Is the amortised guide a good proposal for each point's posterior?** The
   PSIS diagnostic of Yao, Vehtari, Simpson & Gelman (2018): with K draws
   z_k ~ q(z|x) and log ratios ``log p(x, z_k) − log q(z_k | x)``
-  (:func:`pyrovae.infer.importance.log_importance_weights`), fit a generalised
+  (:func:`pyrovae.infer.log_weights.per_point_log_weights`, the same weights
+  the IW log-likelihood log-mean-exps), fit a generalised
   Pareto distribution to the largest ratios; its shape k̂ (``az.psislw``)
   says how heavy the ratios' tail is. k̂ < 0.5: q covers the posterior and
   importance sampling (and the IW log-likelihood) is reliable; 0.5–0.7: usable
@@ -53,8 +54,8 @@ import numpy as np
 import pyro.poutine as poutine
 import torch
 
-from pyrovae.infer import full_vb
-from pyrovae.infer.importance import log_importance_weights
+from pyrovae.infer import evaluation, full_vb
+from pyrovae.infer.log_weights import per_point_log_weights
 
 DEFAULT_ENTRIES = 4
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
@@ -185,7 +186,7 @@ def vi_inference_data(
         noise as posterior variance of the log-likelihood: ``p_loo``/``p_waic`` come
         out too large and the elpd too low, more so for small ``iw_samples``.
         On held-out points the direct estimate of the log predictive density is
-        :func:`pyrovae.infer.full_vb.iw_log_likelihood`; LOO there measures how much
+        :func:`pyrovae.infer.evaluation.iw_log_likelihood`; LOO there measures how much
         each point's likelihood moves with θ.
     """
     full_vb._require(guide)
@@ -198,7 +199,7 @@ def vi_inference_data(
             value = _numpy(theta[s]).reshape(-1)
             draws[s].append(value if entries is None else value[:entries])
         rows.append(
-            full_vb.log_likelihood_draws(
+            evaluation.log_likelihood_draws(
                 model, guide, x, iw_samples, [theta], batch_size=batch_size
             )[0]
         )
@@ -281,16 +282,17 @@ def guide_log_ratios(
 ) -> torch.Tensor:
     """``log p(x_i, z_ik) − log q(z_ik | x_i)`` for K draws z_ik ~ q(z | x_i): shape (n, K).
 
-    A full-VB guide is evaluated at θ̄, the mean of q(θ)
-    (:func:`pyrovae.infer.full_vb.given_weights`).
+    The transpose of :func:`pyrovae.infer.log_weights.per_point_log_weights`
+    (trace-free for pyrovae's own pairs, Pyro traces otherwise), in batches of
+    about ``PSIS_ROWS`` samples × points. A full-VB guide is evaluated at θ̄, the
+    mean of q(θ) (:func:`pyrovae.infer.full_vb.given_weights`).
     """
     if full_vb.is_full_vb(guide):
         model, guide = full_vb.given_weights(model, guide, full_vb.posterior_mean(guide))
     step = batch_size or max(1, PSIS_ROWS // int(num_samples))
     rows = []
     for i in range(0, x.shape[0], step):
-        log_w, _ = log_importance_weights(model, guide, x[i : i + step], num_samples=num_samples)
-        rows.append(log_w.T)
+        rows.append(per_point_log_weights(model, guide, x[i : i + step], num_samples).T)
     return torch.cat(rows)
 
 

@@ -14,9 +14,24 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pyrovae.options import Option
 from pyrovae.registry import ACTIVATIONS
 
 INITS = ("default", "aevb")
+
+#: the options of the MLP networks (encoder and decoder), read by the VAE and the guides
+HIDDEN = Option(
+    "hidden",
+    [400],
+    "Hidden widths, encoder side (the decoder mirrors them), comma-separated.",
+    type=list,
+    low=1,
+)
+ACTIVATION = Option("activation", "tanh", "Hidden nonlinearity.", choices=ACTIVATIONS.names)
+INIT = Option(
+    "init", "default", "Weight init: torch's default or AEVB's N(0, 0.01²).", choices=INITS
+)
+OPTIONS = (HIDDEN, ACTIVATION, INIT)
 
 
 def _check_sizes(in_features: int, hidden: Sequence[int], out_features: int) -> None:

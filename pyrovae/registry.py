@@ -1,11 +1,14 @@
 """The one table of names: what the CLI, config files and examples call each part.
 
 Every swappable part of pyrovae — dataset, likelihood, guide, prior,
-objective, optimiser, activation — is looked up here by name. Entries are
-``"module:attribute"`` strings imported on first use, so reading the names
-(for ``--help``) imports neither torch nor pyro.
+objective, β schedule, decoder weights, weight prior, optimiser, activation —
+is looked up here by name. Entries are ``"module:attribute"`` strings imported
+on first use, so reading the names imports neither torch nor pyro.
 
-Users add their own parts with :meth:`Registry.register`::
+A part declares the options it reads beside its class (``options = (...)``,
+see :mod:`pyrovae.options`); :data:`SECTIONS` lists, in the order ``train
+--help`` shows them, the registries and the fixed option sets of each
+section. A user adds a part with one line, and its options exist everywhere::
 
     from pyrovae import registry
     registry.GUIDES.register("myguide", MyGuide)
@@ -14,26 +17,67 @@ Users add their own parts with :meth:`Registry.register`::
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
+
+from pyrovae.options import Needs, Option, needs_of, options_of
+
+#: bumped by every :meth:`Registry.register`, so that what is generated from the
+#: declarations (the config schema, the command-line options) can be rebuilt
+_generation = [0]
+
+
+def generation() -> int:
+    """A number that changes whenever a part is registered."""
+    return _generation[0]
 
 
 class UnknownNameError(ValueError):
     """A name that is not in a registry."""
 
 
-class Registry:
-    """A mapping from names to components, resolved lazily.
+def _load(target: Any) -> Any:
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return target
 
-    :param kind: what the entries are, for error messages ("likelihood").
+
+class Registry:
+    """A mapping from names to parts, resolved lazily, and the option that chooses one.
+
+    :param kind: what the entries are, for messages ("likelihood").
     :param entries: ``name -> "module:attribute"`` or the object itself.
+    :param key: the config option that names the chosen entry (None: the registry
+        only supplies the choices of some option, e.g. activations).
+    :param default: the entry chosen when nobody says.
+    :param help: one line for ``--help``.
+    :param extra: accepted names that are not entries (``"auto"``).
     """
 
-    def __init__(self, kind: str, entries: dict[str, Any]):
+    def __init__(
+        self,
+        kind: str,
+        entries: dict[str, Any],
+        key: str | None = None,
+        default: str | None = None,
+        help: str = "",
+        extra: tuple[str, ...] = (),
+    ):
         self.kind = kind
+        self.key = key
+        self.default = default
+        self.help = help
+        self.extra = extra
         self._entries: dict[str, Any] = dict(entries)
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
+
+    def choices(self) -> tuple[str, ...]:
+        """Every accepted name: the extras, then the entries."""
+        return (*self.extra, *self._entries)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -47,17 +91,38 @@ class Registry:
         return name
 
     def get(self, name: str) -> Any:
-        """The component registered as ``name``, imported on first use."""
+        """The part registered as ``name``, imported on first use."""
         target = self._entries[self.check(name)]
         if isinstance(target, str):
-            module, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module), attr)
+            target = _load(target)
             self._entries[name] = target
         return target
 
     def register(self, name: str, target: Any) -> None:
-        """Add (or replace) the component called ``name``."""
+        """Add (or replace) the part called ``name``; its declared options join the config."""
         self._entries[name] = target
+        _generation[0] += 1
+
+    def unregister(self, name: str) -> None:
+        """Remove the part called ``name`` (e.g. a test's own)."""
+        del self._entries[name]
+        _generation[0] += 1
+
+    def selector(self) -> Option:
+        """The option that chooses an entry: ``--<key>`` with the registry's names."""
+        return Option(self.key, self.default, self.help, type=str, choices=self.choices)
+
+    def declared(self) -> Iterator[tuple[str, Option]]:
+        """``(entry name, option)`` for every option an entry declares."""
+        for name in self._entries:
+            for option in options_of(self.get(name)):
+                yield name, option
+
+    def options(self, name: str) -> tuple[Option, ...]:
+        return options_of(self.get(name))
+
+    def needs(self, name: str) -> tuple[Needs, ...]:
+        return needs_of(self.get(name))
 
 
 DATASETS = Registry(
@@ -69,6 +134,9 @@ DATASETS = Registry(
         "mnist-binarized": "pyrovae.data.binarized_mnist:load_binarized_mnist",
         "frey": "pyrovae.data.frey:load_frey",
     },
+    key="dataset",
+    default="digits",
+    help="Dataset; digits is embedded and works offline.",
 )
 
 LIKELIHOODS = Registry(
@@ -82,6 +150,10 @@ LIKELIHOODS = Registry(
         "bounded-gaussian": "pyrovae.models.gaussian_heads:BoundedGaussian",
         "baggins": "pyrovae.models.gaussian_heads:Baggins",
     },
+    key="likelihood",
+    default="auto",
+    help="p(x|z); auto = bernoulli for binary data, gaussian-fixed otherwise.",
+    extra=("auto",),
 )
 
 GUIDES = Registry(
@@ -91,6 +163,10 @@ GUIDES = Registry(
         "constant": "pyrovae.guides.constant:ConstantVariance",
         "deterministic": "pyrovae.guides.deterministic:DeterministicGuide",
     },
+    key="guide",
+    default="diagonal",
+    help="q(z|x): diagonal (learned σ(x)), constant (means only; Fyffe) or deterministic "
+    "(a point code: a plain auto-encoder, with --beta 0).",
 )
 
 PRIORS = Registry(
@@ -100,6 +176,9 @@ PRIORS = Registry(
         "mixture": "pyrovae.models.marginals:MixtureOfGaussians",
         "vamp": "pyrovae.models.marginals:VampPrior",
     },
+    key="prior",
+    default="standard",
+    help="The marginal m(z): standard N(0, I), mixture (learned Gaussians) or vamp (VampPrior).",
 )
 
 OBJECTIVES = Registry(
@@ -110,6 +189,46 @@ OBJECTIVES = Registry(
         "iwae": "pyrovae.infer.iwae:IWAE_ELBO",
         "bilbo": "pyrovae.infer.bilbo:BILBO",
     },
+    key="objective",
+    default="meanfield",
+    help="trace = L^A (MC KL), meanfield = L^B (analytic KL), iwae = IWAE bound, "
+    "bilbo = Fyffe's batch bound (constant guide).",
+)
+
+BETA_SCHEDULES = Registry(
+    "beta schedule",
+    {
+        "constant": "pyrovae.infer.schedules:Constant",
+        "linear": "pyrovae.infer.schedules:LinearWarmup",
+        "cyclical": "pyrovae.infer.schedules:Cyclical",
+    },
+    key="beta_schedule",
+    default="constant",
+    help="β per step: constant, linear warm-up from 0, or cyclical (Fu et al.).",
+)
+
+DECODERS = Registry(
+    "decoder",
+    {
+        "mlp": "pyrovae.weights:PointWeights",
+        "bayesian": "pyrovae.weights:BayesianWeights",
+    },
+    key="decoder",
+    default="mlp",
+    help="Decoder weights: mlp (point estimate) or bayesian (full variational Bayes over "
+    "them, Kingma & Welling app. F).",
+)
+
+WEIGHT_PRIORS = Registry(
+    "weight prior",
+    {
+        "normal": "pyrovae.models.weight_priors:NormalWeightPrior",
+        "scale-mixture": "pyrovae.models.weight_priors:ScaleMixtureWeightPrior",
+    },
+    key="weight_prior",
+    default="normal",
+    help="Prior on a bayesian decoder's weights: normal N(0, s²) or scale-mixture "
+    "(Blundell et al.).",
 )
 
 OPTIMIZERS = Registry(
@@ -118,6 +237,9 @@ OPTIMIZERS = Registry(
         "adam": "torch.optim:Adam",
         "adagrad": "torch.optim:Adagrad",
     },
+    key="optimizer",
+    default="adam",
+    help="Optimiser (AEVB used adagrad).",
 )
 
 ACTIVATIONS = Registry(
@@ -131,43 +253,50 @@ ACTIVATIONS = Registry(
     },
 )
 
-BETA_SCHEDULES = Registry(
-    "beta schedule",
-    {
-        "constant": "pyrovae.infer.schedules:Constant",
-        "linear": "pyrovae.infer.schedules:LinearWarmup",
-        "cyclical": "pyrovae.infer.schedules:Cyclical",
-    },
+
+@dataclass(frozen=True)
+class Section:
+    """A group of options: the registries whose parts are chosen there, and the fixed
+    option sets (``"module:attribute"`` tuples of :class:`~pyrovae.options.Option`)
+    declared by the code that reads them."""
+
+    name: str
+    title: str
+    registries: tuple[Registry, ...] = ()
+    fixed: tuple[str, ...] = ()
+
+    def fixed_options(self) -> Iterator[Option]:
+        for target in self.fixed:
+            yield from _load(target)
+
+
+#: the sections of a run's configuration, in the order ``train --help`` shows them
+SECTIONS: tuple[Section, ...] = (
+    Section("data", "Data", (DATASETS,), ("pyrovae.data:OPTIONS",)),
+    Section("model", "Model and networks", (), ("pyrovae.models.vae:OPTIONS",)),
+    Section("likelihood", "Likelihood p(x|z)", (LIKELIHOODS,)),
+    Section("guide", "Guide q(z|x)", (GUIDES,)),
+    Section("prior", "Prior m(z)", (PRIORS,)),
+    Section(
+        "objective",
+        "Objective",
+        (OBJECTIVES, BETA_SCHEDULES),
+        ("pyrovae.infer.objectives:OPTIONS",),
+    ),
+    Section("weights", "Decoder weights (full variational Bayes)", (DECODERS, WEIGHT_PRIORS)),
+    Section(
+        "optimisation",
+        "Optimisation",
+        (OPTIMIZERS,),
+        ("pyrovae.trainer:OPTIMISATION_OPTIONS",),
+    ),
+    Section(
+        "run",
+        "Run",
+        (),
+        ("pyrovae.trainer:RUN_OPTIONS", "pyrovae.summary:OPTIONS"),
+    ),
 )
 
-DECODERS = Registry(
-    "decoder",
-    {
-        "mlp": "pyrovae.nets:mlp",
-        "bayesian": "pyrovae.models.bayesian:bayesian_decoder",
-    },
-)
-
-WEIGHT_PRIORS = Registry(
-    "weight prior",
-    {
-        "normal": "pyrovae.models.weight_priors:NormalWeightPrior",
-        "scale-mixture": "pyrovae.models.weight_priors:ScaleMixtureWeightPrior",
-    },
-)
-
-ALL = {
-    r.kind: r
-    for r in (
-        DATASETS,
-        LIKELIHOODS,
-        GUIDES,
-        PRIORS,
-        OBJECTIVES,
-        OPTIMIZERS,
-        ACTIVATIONS,
-        BETA_SCHEDULES,
-        DECODERS,
-        WEIGHT_PRIORS,
-    )
-}
+#: every registry whose entry a config chooses, by its config key
+SELECTORS: dict[str, Registry] = {r.key: r for s in SECTIONS for r in s.registries}

@@ -30,6 +30,34 @@ import torch
 
 CHECKPOINT_FORMAT = "pyrovae-checkpoint-1"
 
+#: run folders of these earlier versions are read (their configs migrated), resumed and
+#: evaluated; a run of any other version is refused with one line naming it
+COMPATIBLE_VERSIONS = ("0.1.0",)
+
+
+def _readable(version: str | None) -> bool:
+    from pyrovae import __version__
+
+    return version == __version__ or version in COMPATIBLE_VERSIONS
+
+
+def migrate_config(values: dict, version: str | None, where: object = "config") -> dict:
+    """A run config written by pyrovae ``version``, in this version's terms.
+
+    0.1.0 wrote the same keys this version reads (a test keeps a 0.1.0 run folder),
+    so its values carry over unchanged; a key that a run lacks takes its default.
+
+    :raises RunError: for a version this one cannot read.
+    """
+    if version is not None and not _readable(version):
+        from pyrovae import __version__
+
+        raise RunError(
+            f"{where} was written by pyrovae {version} and this is pyrovae {__version__}; "
+            "load it with that version, or retrain"
+        )
+    return dict(values)
+
 
 class RunError(RuntimeError):
     """A run folder or checkpoint that cannot be used; the message says why and what to do."""
@@ -208,14 +236,33 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path} is not a pyrovae checkpoint (format tag missing)")
-    from pyrovae import __version__
-
-    if state.get("pyrovae_version") != __version__:
-        raise RunError(
-            f"{path} was written by pyrovae {state.get('pyrovae_version')} and this is pyrovae "
-            f"{__version__}; load it with that version, or retrain"
-        )
+    if not _readable(state.get("pyrovae_version")):
+        migrate_config({}, state.get("pyrovae_version"), path)  # raises, naming the version
     return state
+
+
+def saved_config(run: RunFolder):
+    """The :class:`~pyrovae.config.RunConfig` ``run`` was trained with (migrated from older
+    pyrovae versions; nothing recorded as given)."""
+    from pyrovae.config import ConfigError, RunConfig
+
+    saved = run.read_config()
+    try:
+        values = migrate_config(saved["config"], saved.get("pyrovae_version"), run.config_path)
+        return RunConfig.from_dict(values, source=str(run.config_path), given=())
+    except (KeyError, TypeError, ConfigError) as e:
+        raise RunError(f"{run.config_path} is not a valid pyrovae run config ({e})") from None
+
+
+def same_model(a: dict, b: dict) -> bool:
+    """Whether two stored configs define the same model and training (resumable options,
+    such as ``epochs`` or ``device``, aside)."""
+    from pyrovae.config import resumable
+
+    skip = resumable()
+    return {k: v for k, v in a.items() if k not in skip} == {
+        k: v for k, v in b.items() if k not in skip
+    }
 
 
 def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str | None = None):
@@ -231,20 +278,22 @@ def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str | Non
     """
     from pyrovae.averaging import apply_average
     from pyrovae.build import build_model
-    from pyrovae.config import ConfigError, RunConfig, model_settings
+    from pyrovae.config import ConfigError
     from pyrovae.device import resolve_device
 
     run = RunFolder(path).require()
     saved = run.read_config()
     try:
-        config = RunConfig.from_dict(saved["config"], source=str(run.config_path))
+        config = saved_config(run)
         data_dim = int(saved["data_dim"])
     except (KeyError, TypeError, ConfigError) as e:
         raise RunError(f"{run.config_path} is not a valid pyrovae run config ({e})") from None
     dev = resolve_device(device)
     state = load_checkpoint(checkpoint or run.checkpoint_path, map_location=dev)
-    same_model = model_settings(state.get("config") or {}) == model_settings(saved["config"])
-    if not same_model or state.get("data_dim") != data_dim:
+    if (
+        not same_model(state.get("config") or {}, saved["config"])
+        or state.get("data_dim") != data_dim
+    ):
         raise RunError(
             f"{checkpoint or run.checkpoint_path} belongs to another model than "
             f"{run.config_path}; "

@@ -14,11 +14,13 @@ Every number is the test split's, per data point in nats, with β = 1 (the
 ordinary ELBO, its rate and distortion) whatever β the run trained with. The
 command ``pyrovae sweep`` defaults to ``mnist-binarized``, as in the paper.
 
-**Resumable.** A run whose ``summary.json`` exists and whose config equals the
-requested one is skipped; any other run is trained with ``resume=True``: a
-partial run continues from its checkpoint, a missing one starts afresh, and a
-run trained with different settings is refused (:class:`~pyrovae.run.RunError`).
-So an interrupted sweep, rerun with the same command, finishes where it stopped.
+**Resumable.** A run whose ``summary.json`` exists and that agrees with the
+request on every option the request was given (``RunConfig.given``; the device
+and data folder aside) is skipped; any other run is trained with
+``resume=True``: a partial run continues from its checkpoint, a missing one
+starts afresh, and a run trained with different settings is refused
+(:class:`~pyrovae.run.RunError`). So an interrupted sweep, rerun with the same
+command, finishes where it stopped.
 
 Reference: A. Alemi et al., *Fixing a Broken ELBO*, ICML 2018, section 4.2
 (binarised MNIST, β from 0.1 to 1.1).
@@ -40,7 +42,7 @@ from pyrovae.config import ConfigError, RunConfig
 TABLE_COLUMNS = ("prior", "beta", "rate", "distortion", "elbo", "iw_log_likelihood")
 NUM_IMAGES = 10
 # config keys that may differ between a finished run and the request without retraining
-_IGNORED_KEYS = ("device", "data_dir")
+_IGNORED_KEYS = ("device", "data_dir", "threads")
 
 
 def parse_betas(text: str) -> list[float]:
@@ -100,23 +102,19 @@ class SweepResult:
     summary_dir: Path | None = None
 
 
-def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _IGNORED_KEYS}
-
-
 def _state(folder: Path, config: RunConfig) -> str:
-    """``"finished"`` (summary present, same config), ``"partial"`` or ``"new"``."""
-    from pyrovae.run import RunFolder
+    """``"finished"`` (summary present, agreeing on the given options), ``"partial"`` or
+    ``"new"``."""
+    from pyrovae.lifecycle import differences
+    from pyrovae.run import RunFolder, saved_config
 
     run = RunFolder(folder)
     if not run.exists():
         return "new"
     if not run.summary_path.exists():
         return "partial"
-    saved = run.read_config().get("config", {})
-    wanted = _comparable(config.to_dict())
-    same = _comparable({**RunConfig().to_dict(), **saved}) == wanted
-    return "finished" if same else "partial"
+    keys = config.given - set(_IGNORED_KEYS)
+    return "partial" if differences(saved_config(run), config, keys) else "finished"
 
 
 def _row(folder: Path, prior: str, beta: float) -> dict[str, Any]:
@@ -155,24 +153,20 @@ def sweep(
     :param figures: write the PNGs (the table is always written).
     :param log: called with one line per run (e.g. ``click.echo``).
     """
-    from pyrovae.build import resolve_likelihood
     from pyrovae.train import load_data, train
 
-    base = config.to_dict() if isinstance(config, RunConfig) else dict(config)
+    if not isinstance(config, RunConfig):
+        config = RunConfig.from_dict(config, source="sweep")
     priors = list(dict.fromkeys(priors)) or ["standard"]
     betas = [float(b) for b in betas]
     if not betas:
         raise ConfigError("a sweep needs at least one β")
-    configs = {
-        (p, b): RunConfig.from_dict({**base, "prior": p, "beta": b}, source="sweep")
-        for p in priors
-        for b in betas
-    }
+    configs = {(p, b): config.replace(prior=p, beta=b) for p in priors for b in betas}
     first = next(iter(configs.values()))
     dataset = dataset if dataset is not None else load_data(first)
     result = SweepResult()
     for i, ((prior, beta), cfg) in enumerate(configs.items(), 1):
-        cfg.likelihood = resolve_likelihood(cfg, dataset.binary)
+        cfg = cfg.for_data(dataset.binary)
         folder = run_folder(out, prior, beta)
         state = _state(folder, cfg)
         if state == "finished":

@@ -25,6 +25,7 @@ from pyrovae.config import ConfigError, RunConfig
 from pyrovae.guides import DiagonalGaussian
 from pyrovae.guides.bayesian import FullVBGuide
 from pyrovae.infer import full_vb
+from pyrovae.infer.evaluation import iw_log_likelihood, log_likelihood_draws
 from pyrovae.models import VAE, GaussianFixed, data_plate
 from pyrovae.models.bayesian import bayesian_decoder
 from pyrovae.models.weight_priors import ScaleMixtureNormal
@@ -164,10 +165,45 @@ def test_iw_log_likelihood_with_weight_draws_is_the_log_mean_of_exact_marginals(
         with data_plate(x, num_data):
             pyro.sample("latent", dist.MultivariateNormal(mean, covariance_matrix=4 * cov))
 
-    est = full_vb.iw_log_likelihood(model, broad_guide, x, 3000, chunk_size=1000, weights=thetas)
+    est = iw_log_likelihood(model, broad_guide, x, 3000, chunk_size=1000, weights=thetas)
     exact = torch.logsumexp(torch.stack([_exact_log_px(t, x) for t in thetas]), 0) - math.log(2)
     assert (est - exact).abs().max() < 0.05
     assert est.mean() <= exact.mean() + 0.01  # a lower bound in expectation
+
+
+def test_full_vb_iw_log_likelihood_is_a_log_mean_exp_over_weight_draws_by_hand():
+    """Same random numbers: S draws θ_s ~ q(θ), then for each K draws z ~ q(z|x); the
+    estimate is log (1/S) Σ_s (1/K) Σ_k p(x, z_sk | θ_s) / q(z_sk | x), computed here with
+    the decoder, prior and likelihood written out."""
+    model, guide = _small_model("normal", init_scale=0.3)
+    x = torch.bernoulli(torch.full((7, 12), 0.4))
+    s, k = 4, 6
+    pyro.set_rng_seed(8)
+    est = iw_log_likelihood(model, guide, x, k, num_weight_samples=s)
+    pyro.set_rng_seed(8)
+    thetas = full_vb.sample_weights(guide, s)
+    per_draw = []
+    with torch.no_grad():
+        for v in thetas:
+            q = guide.local.posterior(x)
+            z = q.sample((k,))  # (K, B, 2)
+            h = torch.tanh(z @ v["decoder.0.weight"].T + v["decoder.0.bias"])
+            logits = h @ v["decoder.2.weight"].T + v["decoder.2.bias"]
+            log_px = -F.binary_cross_entropy_with_logits(
+                logits, x.expand_as(logits), reduction="none"
+            ).sum(-1)
+            log_w = log_px + dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z)
+            per_draw.append(torch.logsumexp(log_w, 0) - math.log(k))
+    expected = torch.logsumexp(torch.stack(per_draw), 0) - math.log(s)
+    assert est.shape == (7,)
+    torch.testing.assert_close(est, expected, rtol=1e-5, atol=1e-4)
+    # given draws: the log-mean-exp of the per-draw estimates, on the same numbers
+    pyro.set_rng_seed(9)
+    given = iw_log_likelihood(model, guide, x, k, weights=thetas)
+    pyro.set_rng_seed(9)
+    rows = log_likelihood_draws(model, guide, x, k, thetas)
+    assert rows.shape == (s, 7)
+    torch.testing.assert_close(given, torch.logsumexp(rows, 0) - math.log(s), rtol=0, atol=0)
 
 
 def test_plug_in_and_spread_follow_the_weight_posterior():
@@ -185,10 +221,12 @@ def test_plug_in_and_spread_follow_the_weight_posterior():
 def test_config_refuses_objectives_that_need_local_sites_only():
     with pytest.raises(ConfigError, match="trace or meanfield"):
         RunConfig.from_dict({"decoder": "bayesian", "objective": "iwae"})
-    with pytest.raises(ConfigError, match="decoder='bayesian'"):
+    with pytest.raises(ConfigError, match="init_from needs decoder 'bayesian'"):
         RunConfig.from_dict({"init_from": "runs/x"})
     with pytest.raises(ConfigError, match="mixture_sigma2"):
-        RunConfig.from_dict({"decoder": "bayesian", "mixture_sigma2": 2.0})
+        RunConfig.from_dict(
+            {"decoder": "bayesian", "weight_prior": "scale-mixture", "mixture_sigma2": 2.0}
+        )
 
 
 # -- training on real MNIST ----------------------------------------------------------------

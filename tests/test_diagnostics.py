@@ -19,6 +19,7 @@ from pyrovae.diagnostics import (
     diagnose,
     diagnose_run,
     guide_khat,
+    guide_log_ratios,
     inference_data,
     khat_summary,
     mcmc_inference_data,
@@ -26,6 +27,9 @@ from pyrovae.diagnostics import (
 )
 from pyrovae.guides import ConstantVariance, DiagonalGaussian
 from pyrovae.guides.bayesian import FullVBGuide
+from pyrovae.infer import full_vb
+from pyrovae.infer.importance import log_importance_weights
+from pyrovae.infer.log_weights import per_point_log_weights
 from pyrovae.infer.nuts import nuts_chains
 from pyrovae.models import VAE, GaussianFixed, data_plate
 from pyrovae.models.bayesian import bayesian_decoder
@@ -144,6 +148,33 @@ def test_khat_works_for_every_guide(tmp_path):
     assert idata.posterior["decoder.2.weight"].shape == (2, 15, 4)
     assert idata.log_likelihood["obs"].shape == (2, 15, 20)
     assert idata.observed_data["obs"].shape == (20, 12)
+
+
+def test_guide_log_ratios_are_the_per_point_log_weights():
+    """The k̂ diagnostic reads the same log-weights as the IW log-likelihood (the dispatcher:
+    trace-free for a pyrovae pair), equal bit for bit to Pyro's traced ones; a full-VB guide's
+    are those of the local model at θ̄."""
+    x = torch.rand(20, 12)
+    lik = GaussianFixed(12, sigma=0.3)
+    point_model, guide = VAE(12, 2, hidden=[5], likelihood=lik), DiagonalGaussian(12, 2, [8])
+    bayes_model = VAE(12, 2, likelihood=lik, decoder=bayesian_decoder(2, [5], 12))
+    fvb_guide = FullVBGuide(DiagonalGaussian(12, 2, hidden=[8]), bayes_model)
+    local = full_vb.given_weights(bayes_model, fvb_guide, full_vb.posterior_mean(fvb_guide))
+    for model, g, pair in (
+        (point_model, guide, (point_model, guide)),
+        (bayes_model, fvb_guide, local),
+    ):
+        pyro.set_rng_seed(4)
+        ratios = guide_log_ratios(model, g, x, num_samples=30, batch_size=7)
+        assert ratios.shape == (20, 30)
+        pyro.set_rng_seed(4)
+        rows = [per_point_log_weights(*pair, x[i : i + 7], 30) for i in (0, 7, 14)]
+        torch.testing.assert_close(ratios, torch.cat(rows, 1).T, rtol=0, atol=0)
+        pyro.set_rng_seed(4)
+        traced = [
+            log_importance_weights(*pair, x[i : i + 7], num_samples=30)[0] for i in (0, 7, 14)
+        ]
+        torch.testing.assert_close(ratios, torch.cat(traced, 1).T, rtol=0, atol=0)
 
 
 def test_nuts_and_vi_posteriors_of_a_small_bayesian_decoder_compare():

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyro.infer import TraceMeanField_ELBO
 
-from pyrovae.build import _call_with
+from pyrovae.build import build_guide, build_likelihood
 from pyrovae.config import RunConfig
 from pyrovae.distributions import BagginsNormal, FlooredNormal
 from pyrovae.guides.constant import ConstantVariance
@@ -372,24 +372,24 @@ def test_baggins_log_prob_is_finite_and_bounded_on_its_support(x, loc, info_max,
 # -- construction from a run configuration ---------------------------------------------------
 
 
-def test_constructors_take_their_options_by_run_config_name():
-    options = {
-        **RunConfig().to_dict(),
-        "data_dim": D,
-        "strict": True,
-        "floor": 0.02,
-        "info_max": 2.5,
-        "floor_mode": "softplus",
-        "posterior_scale": 0.4,
-        "learn_scale": "vector",
-        "mean_activation": "sigmoid",
-    }
-    bounded = _call_with(BoundedGaussian, options)
+def test_parts_are_built_with_the_options_they_declare():
+    base = RunConfig(
+        floor=0.02,
+        info_max=2.5,
+        floor_mode="softplus",
+        posterior_scale=0.4,
+        learn_scale="vector",
+        mean_activation="sigmoid",
+        guide="constant",
+        sigma=0.3,
+    )
+    bounded = build_likelihood(base.replace(likelihood="bounded-gaussian"), D)
+    assert isinstance(bounded, BoundedGaussian)
     assert bounded.floor == 0.02 and bounded.mean_activation == "sigmoid"
-    baggins = _call_with(Baggins, options)
+    baggins = build_likelihood(base.replace(likelihood="baggins"), D)
     assert (baggins.info_max, baggins.floor_mode) == (2.5, "softplus")
-    shared = _call_with(GaussianShared, options)
-    assert shared.sigma.item() == pytest.approx(options["sigma"])
-    guide = _call_with(ConstantVariance, options)
-    assert guide.learn_scale == "vector"
-    torch.testing.assert_close(guide.scale(), torch.full((options["latent_dim"],), 0.4))
+    shared = build_likelihood(base.replace(likelihood="gaussian-shared"), D)
+    assert shared.sigma.item() == pytest.approx(0.3)
+    guide = build_guide(base, D)
+    assert isinstance(guide, ConstantVariance) and guide.learn_scale == "vector"
+    torch.testing.assert_close(guide.scale(), torch.full((base.latent_dim,), 0.4))

@@ -52,7 +52,7 @@ def test_marginal_parameters_receive_gradients_through_the_elbo(mnist_binarized,
     config = RunConfig.from_dict(
         {"hidden": [32], "latent_dim": 2, "prior": prior_name, "prior_components": 3}
     )
-    config.likelihood = "bernoulli"
+    config = config.replace(likelihood="bernoulli")
     model, guide = build_model(config, mnist_binarized.data_dim)
     assert model.prior.num_components == 3
     loss = Trace_ELBO(vectorize_particles=True, max_plate_nesting=1)(model, guide)

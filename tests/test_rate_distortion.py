@@ -16,7 +16,7 @@ from pyrovae.infer.evaluation import elbo_terms, information_bounds
 
 def _pair(data_dim, prior="standard"):
     config = RunConfig.from_dict({"hidden": [32], "latent_dim": 3, "prior": prior})
-    config.likelihood = "bernoulli"
+    config = config.replace(likelihood="bernoulli")
     pyro.set_rng_seed(2)
     return build_model(config, data_dim)
 

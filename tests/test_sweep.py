@@ -121,5 +121,5 @@ def test_bad_sweep_options_give_one_line_errors(tmp_path):
         ["sweep", "--dataset", "digits", "--objective", "iwae", "--beta", "0.5,1"]
         + ["--out", str(tmp_path / "b")],
     )
-    assert result.exit_code == 1 and "cannot train D + βR" in result.output
+    assert result.exit_code == 1 and "objective 'iwae' needs beta 1" in result.output
     assert "Traceback" not in result.output

@@ -56,7 +56,7 @@ def deep_encoder(depth: int, width: int = WIDTH):
     """A guide factory: the diagonal Gaussian guide with ``depth`` hidden layers of ``width``,
     whatever the run's ``hidden`` (which then only shapes the decoder)."""
 
-    def make(data_dim: int, latent_dim: int, activation: str = "tanh", init: str = "default"):
+    def make(data_dim: int, latent_dim: int, hidden, activation: str, init: str):
         return DiagonalGaussian(data_dim, latent_dim, [width] * depth, activation, init=init)
 
     return make

@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 
 from pyrovae import registry
+from pyrovae.options import Option
 
 from .binarized_mnist import load_binarized_mnist
 from .dataset import DataError, Dataset
@@ -52,6 +53,17 @@ __all__ = [
 
 #: the built-in datasets; :data:`pyrovae.registry.DATASETS` maps each name to its loader
 DATASET_NAMES: tuple[str, ...] = registry.DATASETS.names()
+
+DATA_DIR = Option(
+    "data_dir",
+    None,
+    "Folder of dataset files; none = $PYROVAE_DATA, else ~/.cache/pyrovae.",
+    type=Path,
+    nullable=True,
+    resumable=True,
+)
+#: the options every dataset reads (a loader may declare more)
+OPTIONS = (DATA_DIR,)
 
 
 def load_dataset(

@@ -39,6 +39,8 @@ class AmortizedGuide(PyroModule):
     #: True for a point mass q(z|x) (no density in z): an auto-encoder's encoder, whose
     #: "ELBO" is no bound; the config then requires β = 0, and VAE comparisons skip it
     point_posterior: bool = False
+    #: the run-configuration options this guide reads besides the networks' (:mod:`pyrovae.options`)
+    options: tuple = ()
 
     def __init__(
         self,

@@ -24,8 +24,19 @@ import torch
 from torch import nn
 
 from pyrovae.guides.amortized import AmortizedGuide
+from pyrovae.options import Option
 
 LEARN_SCALE = ("none", "scalar", "vector")
+
+POSTERIOR_SCALE = Option(
+    "posterior_scale", 1.0, "Posterior σ of the constant guide (initial value if learned).", above=0
+)
+LEARN_SCALE_OPTION = Option(
+    "learn_scale",
+    "none",
+    "Constant guide: keep σ fixed, or learn one scalar / one per dimension.",
+    choices=LEARN_SCALE,
+)
 
 
 class ConstantVariance(AmortizedGuide):
@@ -47,6 +58,8 @@ class ConstantVariance(AmortizedGuide):
     :param learn_scale: ``"none"`` (``s`` fixed; a buffer), ``"scalar"`` (one
         learned ``s``) or ``"vector"`` (one learned ``s_j`` per latent dimension).
     """
+
+    options = (POSTERIOR_SCALE, LEARN_SCALE_OPTION)
 
     def __init__(
         self,

@@ -25,6 +25,10 @@ import pyro.distributions as dist
 import torch
 
 from pyrovae.guides.amortized import AmortizedGuide
+from pyrovae.options import Needs
+
+_NO_RATE = "it is a point posterior (a plain auto-encoder) with no rate to weigh"
+_FIX = "pass beta 0 with the constant schedule (--beta 0)"
 
 
 class DeterministicGuide(AmortizedGuide):
@@ -47,6 +51,10 @@ class DeterministicGuide(AmortizedGuide):
     """
 
     point_posterior = True
+    needs = (
+        Needs("beta", (0.0,), _NO_RATE, _FIX),
+        Needs("beta_schedule", ("constant",), _NO_RATE, _FIX),
+    )
 
     def __init__(
         self,

@@ -18,8 +18,17 @@ import torch
 import torch.nn.functional as F
 
 from pyrovae.guides.amortized import AmortizedGuide
+from pyrovae.options import Option
 
 SCALE_TRANSFORMS = ("softplus", "exp")
+
+SCALE_TRANSFORM = Option(
+    "scale_transform",
+    "softplus",
+    "Diagonal guide: σ = softplus(r), or σ = exp(r/2) with r = log σ² as in AEVB eq. 13 "
+    "(and pythae).",
+    choices=SCALE_TRANSFORMS,
+)
 
 
 class DiagonalGaussian(AmortizedGuide):
@@ -33,6 +42,8 @@ class DiagonalGaussian(AmortizedGuide):
     :param init: ``"default"`` or ``"aevb"``.
     :param min_scale: added to every posterior standard deviation.
     """
+
+    options = (SCALE_TRANSFORM,)
 
     def __init__(
         self,

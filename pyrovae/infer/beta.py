@@ -41,8 +41,22 @@ from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 
 from pyrovae.infer.loss_elbo import LossELBO
+from pyrovae.options import Needs, Option
 
 LATENT_SITES = ("latent",)
+
+BETA = Option(
+    "beta",
+    1.0,
+    "Train D + βR (Alemi et al.): β < 1 favours rate, β > 1 compression; the test ELBO "
+    "stays β = 1.",
+    low=0,
+)
+
+
+def unit_beta(reason: str) -> tuple[Needs, ...]:
+    """The rules of an objective that cannot weight its rate: β = 1 and a constant schedule."""
+    return (Needs("beta", (1.0,), reason), Needs("beta_schedule", ("constant",), reason))
 
 
 def _check_beta(beta: float) -> float:
@@ -189,15 +203,17 @@ class BetaScaled(LossELBO):
         return fn if self._beta == 1.0 else scale_sites(fn, self._beta, self.sites)
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        from pyrovae.infer.fast_elbo import FastELBO, supports_fast_path
+        # not fast_elbo itself: it imports iwae, which imports this module
+        from pyrovae.infer.log_weights import supports_fast_path
 
+        fast_loss = getattr(self.elbo, "fast_loss", None)  # FastELBO's trace-free D + βR
         if (
-            isinstance(self.elbo, FastELBO)
+            fast_loss is not None
             and self._beta != 1.0
             and len(args) == 1
             and supports_fast_path(model, guide)
         ):  # the same D + βR without traces
-            return self.elbo.fast_loss(model, guide, args[0], kwargs.get("num_data"), self._beta)
+            return fast_loss(model, guide, args[0], kwargs.get("num_data"), self._beta)
         return self.elbo.differentiable_loss(
             self._scaled(model), self._scaled(guide), *args, **kwargs
         )

@@ -21,9 +21,11 @@ from __future__ import annotations
 import torch
 from torch.distributions import Normal
 
+from pyrovae.infer.beta import unit_beta
 from pyrovae.infer.importance import per_point_log_prob, sample_sites, vectorized_traces
 from pyrovae.infer.loss_elbo import VectorizedLossELBO
 from pyrovae.models.priors import DiagonalNormal
+from pyrovae.options import Needs
 
 
 def _normal_of(name: str, fn) -> Normal:
@@ -116,6 +118,14 @@ class BILBO(VectorizedLossELBO):
 
     #: why D + βR is not defined for this objective (read by :mod:`pyrovae.infer.beta`)
     beta_unsupported = "BILBO requires one common scale on every site"
+    needs = (
+        *unit_beta(beta_unsupported),
+        Needs(
+            "guide",
+            ("constant",),
+            "its floating prior needs one posterior scale for every point (Fyffe 2019)",
+        ),
+    )
     #: it fits its own prior: the trainer also reports test numbers under
     #: :func:`floating_prior` frozen at the training set
     fits_prior = True

@@ -1,4 +1,4 @@
-"""Trace-free evaluation of the ELBO estimators for pyrovae's own VAE model/guide pairs.
+"""The training losses ``trace``, ``meanfield``, ``iwae`` without Pyro traces, for pyrovae's pairs.
 
 For a :class:`~pyrovae.models.vae.VAE` (unmodified ``forward``) and an
 :class:`~pyrovae.guides.amortized.AmortizedGuide` (unmodified ``forward``) the
@@ -11,6 +11,13 @@ then reduce to a few tensor operations, with ``z = rsample`` of L particles:
   (Monte Carlo KL where no closed form is registered, as
   :class:`pyro.infer.TraceMeanField_ELBO` does)
 * ``iwae``:             (N/B) Σ_i [logsumexp_l log w_il − log L]
+
+The L draws and the likelihood come from
+:func:`pyrovae.infer.log_weights.fast_terms`, the same trace-free pass that
+gives evaluation its importance weights
+(:func:`pyrovae.infer.log_weights.per_point_log_weights`);
+:func:`supports_fast_path` and :func:`fast_log_weights` live there and are
+re-exported here.
 
 :class:`FastELBO` computes exactly these — the same values and gradients as
 :class:`pyro.infer.Trace_ELBO`, :class:`pyro.infer.TraceMeanField_ELBO` and
@@ -40,24 +47,17 @@ from torch.distributions import kl_divergence
 
 from pyrovae.guides.amortized import AmortizedGuide
 from pyrovae.infer.iwae import IWAE_ELBO
+from pyrovae.infer.log_weights import fast_log_weights, fast_terms, supports_fast_path
 from pyrovae.infer.loss_elbo import LossELBO
 from pyrovae.models.vae import VAE
+
+__all__ = ["REFERENCES", "FastELBO", "fast_log_weights", "supports_fast_path"]
 
 REFERENCES: dict[str, type[ELBO]] = {
     "trace": Trace_ELBO,
     "meanfield": TraceMeanField_ELBO,
     "iwae": IWAE_ELBO,
 }
-
-
-def supports_fast_path(model, guide) -> bool:
-    """True when ``model`` and ``guide`` are pyrovae's VAE and an unmodified amortised guide."""
-    return (
-        isinstance(model, VAE)
-        and type(model).forward is VAE.forward
-        and isinstance(guide, AmortizedGuide)
-        and type(guide).forward is AmortizedGuide.forward
-    )
 
 
 def _analytic_kl(q, p) -> torch.Tensor | None:
@@ -103,37 +103,14 @@ class FastELBO(LossELBO):
     def _loss(self, model, guide, x, num_data, beta) -> torch.Tensor:
         batch = x.shape[0]
         scale = 1.0 if num_data is None else num_data / batch
-        q = guide.posterior(x)
-        z = q.rsample((self.num_particles,))  # (L, B, latent_dim)
-        log_lik = model.likelihood.log_prob(model.decoder(z), x)  # (L, B)
-        prior = model.prior()
+        q, z, log_lik, prior = fast_terms(model, guide, x, self.num_particles, reparameterized=True)
         kl = _analytic_kl(q, prior) if self.kind == "meanfield" else None
         if kl is not None:
             per_point = log_lik.mean(0) - beta * kl
-        else:
+        else:  # log w with the rate weighted by β (β = 1: the weights of fast_log_weights)
             log_w = log_lik + beta * (prior.log_prob(z) - q.log_prob(z))
             if self.kind == "iwae":
                 per_point = torch.logsumexp(log_w, dim=0) - math.log(self.num_particles)
             else:
                 per_point = log_w.mean(0)
         return -scale * per_point.sum()
-
-
-def fast_log_weights(model: VAE, guide: AmortizedGuide, x: torch.Tensor, num_samples: int):
-    """``log w[k, i] = log p(x_i, z_ik) − log q(z_ik | x_i)`` for ``num_samples`` draws, no traces.
-
-    The same values, on the same random numbers, as
-    :func:`pyrovae.infer.importance.log_importance_weights` (a test checks it);
-    for :func:`~pyrovae.infer.evaluation.iw_log_likelihood` on models that
-    :func:`supports_fast_path`.
-
-    Argument validation is off, as in training; a non-finite weight still
-    shows in the estimate it feeds.
-
-    :returns: a tensor of shape ``(num_samples, B)``.
-    """
-    with pyro.validation_enabled(False):
-        q = guide.posterior(x)
-        z = q.sample((num_samples,))  # (K, B, latent_dim)
-        log_lik = model.likelihood.log_prob(model.decoder(z), x)
-        return log_lik + model.prior().log_prob(z) - q.log_prob(z)

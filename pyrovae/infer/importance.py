@@ -4,9 +4,11 @@ For a model/guide pair whose latent and observed sites all sit in a plate
 named ``"data"``, :func:`log_importance_weights` draws ``K`` samples from the
 guide in one vectorised pass (an outer plate over particles), replays the
 model on them and returns the matrix of log-weights of shape ``(K, B)``:
-one column per data point. Both the IWAE objective
-(:mod:`pyrovae.infer.iwae`) and importance-weighted evaluation
-(:func:`pyrovae.infer.evaluation.iw_log_likelihood`) are built on it.
+one column per data point. The IWAE objective (:mod:`pyrovae.infer.iwae`)
+is built on it. Evaluation and the diagnostics take their log-weights from
+:func:`pyrovae.infer.log_weights.per_point_log_weights`, which calls this
+function for any pair but pyrovae's own (those take a trace-free path that
+gives the same numbers on the same draws).
 
 The log-densities are the *unscaled* ones: a data plate subsampled with scale
 N/B, or any ``poutine.scale``, does not enter the weights.

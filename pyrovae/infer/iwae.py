@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from pyrovae.infer.beta import unit_beta
 from pyrovae.infer.importance import log_importance_weights
 from pyrovae.infer.loss_elbo import VectorizedLossELBO
 
@@ -38,6 +39,7 @@ class IWAE_ELBO(VectorizedLossELBO):
         "the IWAE bound log-mean-exps whole importance weights p(x, z)/q(z|x), "
         "so it has no separate rate term to weight"
     )
+    needs = unit_beta(beta_unsupported)
 
     def __init__(self, num_particles: int = 5, max_plate_nesting: int = 1, **kwargs):
         super().__init__(num_particles, max_plate_nesting, **kwargs)

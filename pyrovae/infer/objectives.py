@@ -20,7 +20,13 @@ from __future__ import annotations
 from pyro.infer import ELBO
 
 from pyrovae import registry
+from pyrovae.infer.beta import BETA
 from pyrovae.infer.fast_elbo import REFERENCES, FastELBO
+from pyrovae.options import Option
+
+PARTICLES = Option("particles", 1, "Samples per data point L.", low=1, short="-L")
+#: the options every objective reads (each objective may declare more)
+OPTIONS = (PARTICLES, BETA)
 
 
 def make_objective(name: str, num_particles: int = 1, fast: bool = True, **kwargs) -> ELBO:

@@ -13,9 +13,9 @@ position, a resumed run repeats the uninterrupted one.
   ``T / M`` epochs; within each, β rises linearly from 0 to β over the first
   half of the cycle and then stays at β.
 
-Names in :data:`pyrovae.registry.BETA_SCHEDULES`; constructor parameters are
-named after :class:`~pyrovae.config.RunConfig` fields (``beta``,
-``beta_warmup``, ``beta_cycles``, ``epochs``) so the config reaches them by name.
+Names in :data:`pyrovae.registry.BETA_SCHEDULES`. Each schedule declares the
+options it reads (``options``, :mod:`pyrovae.options`); :meth:`BetaSchedule.from_options`
+builds it from β, the run's length in epochs and those options.
 
 References: S. R. Bowman et al., *Generating Sentences from a Continuous
 Space*, CoNLL 2016; H. Fu et al., *Cyclical Annealing Schedule: A Simple
@@ -25,6 +25,11 @@ Approach to Mitigating KL Vanishing*, NAACL 2019.
 from __future__ import annotations
 
 import math
+
+from pyrovae.options import Option
+
+BETA_WARMUP = Option("beta_warmup", 5.0, "Epochs of the linear β warm-up.", low=0)
+BETA_CYCLES = Option("beta_cycles", 4, "Cycles of the cyclical β schedule.", low=1)
 
 
 def _non_negative(name: str, value: float) -> float:
@@ -41,8 +46,16 @@ class BetaSchedule:
     :param beta: the target β, >= 0.
     """
 
+    #: the run-configuration options a schedule reads besides ``beta`` (:mod:`pyrovae.options`)
+    options: tuple[Option, ...] = ()
+
     def __init__(self, beta: float = 1.0):
         self.beta = _non_negative("beta", beta)
+
+    @classmethod
+    def from_options(cls, beta: float, epochs: int, **options) -> BetaSchedule:
+        """The schedule of a run of ``epochs`` epochs towards ``beta``."""
+        return cls(beta, **options)
 
     def __call__(self, t: float) -> float:
         raise NotImplementedError
@@ -72,6 +85,8 @@ class LinearWarmup(BetaSchedule):
     :param beta_warmup: ``w``, the warm-up length in epochs (0 = constant β).
     """
 
+    options = (BETA_WARMUP,)
+
     def __init__(self, beta: float = 1.0, beta_warmup: float = 5.0):
         super().__init__(beta)
         self.beta_warmup = _non_negative("beta_warmup", beta_warmup)
@@ -98,6 +113,12 @@ class Cyclical(BetaSchedule):
     :param epochs: ``T``, the training length in epochs.
     :param ramp: ``ρ``, the fraction of each cycle spent ramping, in (0, 1].
     """
+
+    options = (BETA_CYCLES,)
+
+    @classmethod
+    def from_options(cls, beta: float, epochs: int, **options) -> Cyclical:
+        return cls(beta, epochs=epochs, **options)
 
     def __init__(
         self, beta: float = 1.0, beta_cycles: int = 4, epochs: int = 10, ramp: float = 0.5

@@ -27,7 +27,7 @@ MLSALT4 report).
 
 Site names mirror the point-estimate decoder's ``state_dict`` keys
 (``decoder.0.weight`` ↔ site ``"decoder.0.weight"``), so a trained VAE's
-weights can seed q(θ)'s means (:func:`pyrovae.infer.full_vb.initialise_from_run`).
+weights can seed q(θ)'s means (:func:`pyrovae.weights.initialise_from_run`).
 
 .. warning:: Outside any inference handler, *reading* a weight samples it from
     the prior: ``VAE.decode`` and ``VAE.sample`` of a Bayesian VAE then use prior
@@ -40,7 +40,6 @@ weights can seed q(θ)'s means (:func:`pyrovae.infer.full_vb.initialise_from_run
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 
@@ -54,6 +53,7 @@ from torch import nn
 from pyrovae import registry
 from pyrovae.models.weight_priors import BLUNDELL_SIGMA2
 from pyrovae.nets import INITS
+from pyrovae.options import options_of
 
 
 class BayesianLinear(PyroModule):
@@ -173,13 +173,12 @@ def bayesian_decoder(
     """A :class:`BayesianMLP` with the weight prior registered as ``weight_prior``
     (``"normal"``: N(0, ``weight_prior_scale``²); ``"scale-mixture"``: Blundell's
     ``mixture_pi``, ``mixture_sigma1``, ``mixture_sigma2``)."""
-    options = dict(
+    values = dict(
         weight_prior_scale=weight_prior_scale,
         mixture_pi=mixture_pi,
         mixture_sigma1=mixture_sigma1,
         mixture_sigma2=mixture_sigma2,
     )
     cls = registry.WEIGHT_PRIORS.get(weight_prior)
-    params = inspect.signature(cls).parameters
-    prior = cls(**{k: v for k, v in options.items() if k in params})
+    prior = cls(**{o.keyword: values[o.name] for o in options_of(cls)})
     return BayesianMLP(in_features, hidden, out_features, activation, prior)

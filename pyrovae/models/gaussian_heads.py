@@ -34,7 +34,22 @@ from pyrovae.distributions.baggins import (
     variance_floor,
 )
 from pyrovae.distributions.bounded_normal import FlooredNormal
-from pyrovae.models.likelihoods import _MEAN_ACTIVATIONS, Likelihood, _activate_mean
+from pyrovae.models.likelihoods import (
+    _MEAN_ACTIVATIONS,
+    MEAN_ACTIVATION,
+    SIGMA,
+    Likelihood,
+    _activate_mean,
+)
+from pyrovae.options import Option
+
+FLOOR = Option("floor", 0.01, "σ floor ξ of bounded-gaussian (Mattei & Frellsen).", above=0)
+INFO_MAX = Option(
+    "info_max", 3.0, "Information budget I_max of baggins, nats per dimension.", above=0
+)
+FLOOR_MODE = Option(
+    "floor_mode", "max", "How baggins applies its variance floor.", choices=FLOOR_MODES
+)
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -63,6 +78,8 @@ class GaussianShared(Likelihood):
     :param sigma: the initial σ, > 0.
     :param mean_activation: ``"identity"`` or ``"sigmoid"``.
     """
+
+    options = (SIGMA, MEAN_ACTIVATION)
 
     def __init__(self, data_dim: int, sigma: float = 1.0, mean_activation: str = "identity"):
         super().__init__(data_dim)
@@ -97,6 +114,8 @@ class BoundedGaussian(Likelihood):
     :param floor: ξ, the smallest standard deviation, > 0.
     :param mean_activation: ``"identity"`` or ``"sigmoid"``.
     """
+
+    options = (FLOOR, MEAN_ACTIVATION)
 
     def __init__(self, data_dim: int, floor: float = 1e-2, mean_activation: str = "identity"):
         super().__init__(data_dim)
@@ -159,6 +178,8 @@ class Baggins(Likelihood):
     :param floor_mode: ``"max"`` or ``"softplus"`` (smooth; see the distribution).
     """
 
+    options = (INFO_MAX, MEAN_ACTIVATION, FLOOR_MODE)
+
     def __init__(
         self,
         data_dim: int,
@@ -188,6 +209,14 @@ class Baggins(Likelihood):
 
     def mean(self, h: torch.Tensor) -> torch.Tensor:
         return self.data_scale * _activate_mean(h, self.mean_activation)
+
+    def fit_to_data(
+        self, model, guide, train: torch.Tensor, *, evaluation: bool = False, batch_size: int = 1000
+    ) -> None:
+        """The data scale (:meth:`fit_data_scale`); for evaluation, also :meth:`freeze`."""
+        self.fit_data_scale(train, guide)
+        if evaluation:
+            self.freeze(model, guide, train, batch_size=batch_size)
 
     @torch.no_grad()
     def fit_data_scale(self, x: torch.Tensor, guide: nn.Module | None = None) -> float:

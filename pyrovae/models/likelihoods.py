@@ -25,7 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyrovae.options import Option
+
 _MEAN_ACTIVATIONS = ("identity", "sigmoid")
+
+MEAN_ACTIVATION = Option(
+    "mean_activation", "identity", "Output map of Gaussian means.", choices=_MEAN_ACTIVATIONS
+)
+SIGMA = Option("sigma", 0.1, "σ of gaussian-fixed; the initial σ of gaussian-shared.", above=0)
+RELAXED_BERNOULLI = Option(
+    "relaxed_bernoulli", False, "Let bernoulli score grey data (not a density; as Pyro's example)."
+)
 
 
 class Likelihood(nn.Module):
@@ -36,6 +46,8 @@ class Likelihood(nn.Module):
 
     #: the data must lie in {0, 1} for this likelihood to be a density
     requires_binary: bool = False
+    #: the run-configuration options this head reads (:mod:`pyrovae.options`)
+    options: tuple[Option, ...] = ()
 
     def __init__(self, data_dim: int):
         super().__init__()
@@ -64,6 +76,20 @@ class Likelihood(nn.Module):
         """E[x | z]: what reconstructions and samples show."""
         return self(h).mean
 
+    def fit_to_data(
+        self, model, guide, train: torch.Tensor, *, evaluation: bool = False, batch_size: int = 1000
+    ) -> None:
+        """Set what this head derives from the training set; a no-op for most heads.
+
+        The trainer calls it once before training (``evaluation=False``: statistics that
+        define the model, e.g. BAGGINS's data scale, a pure function of ``train``) and
+        before every evaluation (``evaluation=True``: also the aggregates held-out data
+        are scored with, e.g. BAGGINS's training-set σ²).
+
+        :param model: the model this head belongs to; :param guide: its guide.
+        :param train: the training set, shape (N, D).
+        """
+
     def check_data(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` if ``x`` is outside this likelihood's support."""
         if x.shape[-1] != self.data_dim:
@@ -85,10 +111,16 @@ class Bernoulli(Likelihood):
     """
 
     requires_binary = True
+    options = (RELAXED_BERNOULLI,)
 
     def __init__(self, data_dim: int, strict: bool = True):
         super().__init__(data_dim)
         self.strict = bool(strict)
+
+    @classmethod
+    def from_options(cls, data_dim: int, relaxed_bernoulli: bool = False) -> Bernoulli:
+        """The head a run configuration names: ``strict`` unless ``relaxed_bernoulli``."""
+        return cls(data_dim, strict=not relaxed_bernoulli)
 
     def forward(self, h: torch.Tensor) -> dist.TorchDistribution:
         # Validation would reject grey values; check_data guards the strict case.
@@ -127,6 +159,8 @@ class GaussianFixed(Likelihood):
         the Frey Face means to (0, 1) with a sigmoid).
     """
 
+    options = (SIGMA, MEAN_ACTIVATION)
+
     def __init__(self, data_dim: int, sigma: float = 1.0, mean_activation: str = "identity"):
         super().__init__(data_dim)
         if not (sigma > 0 and math.isfinite(sigma)):
@@ -147,6 +181,8 @@ class GaussianFixed(Likelihood):
 class MSE(GaussianFixed):
     """:class:`GaussianFixed` with ``σ = 1/√2``: ``−log p = ‖x − μ‖² + (D/2) log π``."""
 
+    options = (MEAN_ACTIVATION,)
+
     def __init__(self, data_dim: int, mean_activation: str = "identity"):
         super().__init__(data_dim, sigma=math.sqrt(0.5), mean_activation=mean_activation)
 
@@ -158,6 +194,8 @@ class GaussianLearned(Likelihood):
         exactly can send ``σ → 0`` there and the log-likelihood to +∞
         (Mattei & Frellsen 2018). Keep it for comparison with the bounded heads.
     """
+
+    options = (MEAN_ACTIVATION,)
 
     def __init__(self, data_dim: int, mean_activation: str = "identity"):
         super().__init__(data_dim)

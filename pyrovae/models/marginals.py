@@ -38,6 +38,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyrovae.distributions.diagonal_normal_mixture import DiagonalNormalMixture
+from pyrovae.options import Option
+
+PRIOR_COMPONENTS = Option(
+    "prior_components",
+    10,
+    "Components K of the mixture / pseudo-inputs of the vamp prior.",
+    low=1,
+    arg="num_components",
+)
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -61,6 +70,8 @@ class MixtureOfGaussians(nn.Module):
     :param num_components: ``K``.
     :param min_scale: added to every component scale, > 0.
     """
+
+    options = (PRIOR_COMPONENTS,)
 
     def __init__(self, latent_dim: int, num_components: int = 10, min_scale: float = 1e-3):
         super().__init__()
@@ -106,6 +117,10 @@ class VampPrior(nn.Module):
     :param data_dim: D, the size of a flattened data point (= of a pseudo-input).
     :param num_components: ``K``, the number of pseudo-inputs.
     """
+
+    options = (PRIOR_COMPONENTS,)
+    #: built with the guide and ``data_dim`` (its pseudo-inputs go through the encoder)
+    uses_guide = True
 
     def __init__(self, latent_dim: int, guide: nn.Module, data_dim: int, num_components: int = 10):
         super().__init__()

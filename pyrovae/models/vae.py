@@ -20,10 +20,18 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyrovae import nets
 from pyrovae.models.likelihoods import Bernoulli, Likelihood
 from pyrovae.models.plates import data_plate
 from pyrovae.models.priors import StandardNormal
 from pyrovae.nets import mlp
+from pyrovae.options import Option
+
+LATENT_DIM = Option(
+    "latent_dim", 10, "Latent size: the dimension of z.", low=1, aliases=("latent",)
+)
+#: the model's own options, and those of its networks
+OPTIONS = (LATENT_DIM, *nets.OPTIONS)
 
 
 class VAE(PyroModule):

@@ -32,7 +32,18 @@ from torch import nn
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
+from pyrovae.options import Option
+
 BLUNDELL_SIGMA2 = math.exp(-6.0)
+
+WEIGHT_PRIOR_SCALE = Option(
+    "weight_prior_scale", 0.1, "s of the normal weight prior N(0, s²).", above=0
+)
+MIXTURE_PI = Option("mixture_pi", 0.5, "π of the scale-mixture prior.", above=0, below=1)
+MIXTURE_SIGMA1 = Option("mixture_sigma1", 1.0, "Wide σ₁ of the scale mixture.", above=0)
+MIXTURE_SIGMA2 = Option(
+    "mixture_sigma2", BLUNDELL_SIGMA2, "Narrow σ₂ of the scale mixture (e^-6).", above=0
+)
 
 
 class ScaleMixtureNormal(TorchDistribution):
@@ -107,6 +118,8 @@ class NormalWeightPrior(nn.Module):
     :param weight_prior_scale: σ_p > 0.
     """
 
+    options = (WEIGHT_PRIOR_SCALE,)
+
     def __init__(self, weight_prior_scale: float = 0.1):
         super().__init__()
         if not weight_prior_scale > 0:
@@ -130,6 +143,18 @@ class ScaleMixtureWeightPrior(nn.Module):
     :param mixture_sigma1: σ₁, the wide scale.
     :param mixture_sigma2: σ₂ < σ₁, the narrow scale.
     """
+
+    options = (MIXTURE_PI, MIXTURE_SIGMA1, MIXTURE_SIGMA2)
+
+    @staticmethod
+    def check_options(mixture_pi: float, mixture_sigma1: float, mixture_sigma2: float):
+        """The narrow scale must be below the wide one (a message, or None)."""
+        if not mixture_sigma2 < mixture_sigma1:
+            return (
+                f"mixture_sigma2 (the narrow scale, {mixture_sigma2:g}) must be below "
+                f"mixture_sigma1 ({mixture_sigma1:g})"
+            )
+        return None
 
     def __init__(
         self,
