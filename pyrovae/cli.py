@@ -34,17 +34,37 @@ class Interrupted(click.ClickException):
     exit_code = 130
 
 
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _run_safely(fn, *args, **kwargs):
+    """Run a command's body: known errors, filesystem errors and signals become one line.
+
+    SIGTERM is handled as Ctrl-C (training installs its own handlers on top), so a
+    terminated command cleans up as an interrupted one does.
+    """
+    import signal
+    import threading
+
+    from pyrovae.lifecycle import describe_os_error
     from pyrovae.train import TrainingInterrupted
 
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main_thread else None
     try:
         return fn(*args, **kwargs)
     except TrainingInterrupted as e:
         raise Interrupted(str(e)) from None
     except _errors() as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(describe_os_error(e)) from None
     except KeyboardInterrupt:
-        raise click.ClickException("aborted; the last checkpoint is intact") from None
+        raise Interrupted("aborted; the last checkpoint is intact") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class IntList(click.ParamType):
@@ -384,23 +404,45 @@ def evaluate(
     def go():
         import pyro
 
+        from pyrovae.infer import full_vb
         from pyrovae.infer.evaluation import elbo_terms, iw_log_likelihood, reconstruction_mse
+        from pyrovae.resources import check_pass_fits
         from pyrovae.run import RunFolder, write_json
 
         if samples < 0:
             raise click.BadParameter("--samples must be >= 0")
+        for name, value in (("--chunk-size", chunk_size), ("--batch-size", batch_size)):
+            if value < 1:
+                raise click.BadParameter(f"{name} must be a positive integer, got {value}")
         config, model, guide, info = _load(run_dir, device)
         data = _dataset_for(config, info, dataset, data_dir)
         x = data.split(split)[:limit].to(next(guide.parameters()).device)
         model.likelihood.check_data(x)
+        widths = [data.data_dim, *config.hidden, model.likelihood.out_features]
+        rows = min(chunk_size, max(samples, 1)) * min(batch_size, len(x))
+        check_pass_fits(rows, widths, "an evaluation pass", "lower --chunk-size or --batch-size")
         pyro.set_rng_seed(seed)
         num_train = info.get("num_train") or data.train.shape[0]  # full VB: weight KL / N
         terms = elbo_terms(model, guide, x, batch_size=batch_size, num_data=num_train)
         out = {f"{k}": v.mean().item() for k, v in terms.items()}
         if samples:
-            ll = iw_log_likelihood(
-                model, guide, x, samples, chunk_size=chunk_size, batch_size=batch_size
+            draws = guide.num_weight_samples if full_vb.is_full_vb(guide) else 1
+            bar = click.progressbar(
+                length=len(x) * samples * draws,
+                label=f"importance sampling ({len(x)} points x {samples} samples)",
+                file=sys.stderr,
+                show_eta=True,
             )
+            with bar:
+                ll = iw_log_likelihood(
+                    model,
+                    guide,
+                    x,
+                    samples,
+                    chunk_size=chunk_size,
+                    batch_size=batch_size,
+                    progress=bar.update,
+                )
             out["iw_log_likelihood"] = ll.mean().item()
             out["iw_log_likelihood_se"] = (ll.std() / len(ll) ** 0.5).item()
         out["mse"] = reconstruction_mse(model, guide, x, batch_size=batch_size).mean().item()

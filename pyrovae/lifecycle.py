@@ -8,8 +8,12 @@
   a given option that would have trained the epochs so far otherwise is
   refused, naming it.
 * :func:`tracking` writes ``status.json`` — running, then interrupted or
-  failed — around training, and turns SIGINT/SIGTERM into a stop after the
-  current step with a checkpoint of it.
+  failed — around everything a run does in its folder. During training,
+  SIGINT/SIGTERM stop it after the current step with a checkpoint of it;
+  afterwards (the summary's evaluation, the plots) they stop it at once: the
+  checkpoint already holds the finished training, and ``--resume`` writes the
+  rest. A filesystem error (read-only, no space, a path that cannot exist)
+  marks the run failed where the folder can still be written.
 
 The lock, atomic writes and the files themselves are :mod:`pyrovae.run`'s.
 """
@@ -17,10 +21,11 @@ The lock, atomic writes and the files themselves are :mod:`pyrovae.run`'s.
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from pyrovae import config as configs
 from pyrovae.config import RunConfig
@@ -113,14 +118,21 @@ def _decided(config: RunConfig) -> set[str]:
     }
 
 
+class Interrupted(Exception):
+    """A signal arrived while a run was not training (evaluating, writing, plotting)."""
+
+
 @contextlib.contextmanager
-def stop_on_signals(trainer) -> Iterator[None]:
-    """SIGINT/SIGTERM ask ``trainer`` to stop after its current step; a second one aborts."""
+def stop_on_signals(trainer, phase: Callable[[], str] = lambda: "training") -> Iterator[None]:
+    """SIGINT/SIGTERM while ``phase()`` is "training" ask ``trainer`` to stop after its
+    current step (a second one aborts); in any other phase they raise :class:`Interrupted`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
+        if phase() != "training":
+            raise Interrupted(phase())
         if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.stop_requested = True
@@ -133,25 +145,79 @@ def stop_on_signals(trainer) -> Iterator[None]:
             signal.signal(s, h)
 
 
-@contextlib.contextmanager
-def tracking(run: RunFolder, trainer) -> Iterator[None]:
-    """``status.json`` around training: running, then interrupted (checkpointed) or failed.
+#: fault injection for tests: ``PYROVAE_PAUSE_AT=<phase>`` holds a run at the start of that
+#: phase (until a signal), so a test can interrupt it there without relying on timing
+PAUSE_VARIABLE = "PYROVAE_PAUSE_AT"
 
-    An interruption is re-raised as :class:`~pyrovae.trainer.TrainingInterrupted`
-    whose message says how to resume.
+
+def _pause_if_asked(phase: str) -> None:
+    import os
+    import time
+
+    if os.environ.get(PAUSE_VARIABLE) == phase:
+        time.sleep(600)
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line naming what could not be written or read, why, and what to do."""
+    where = f" {error.filename}" if error.filename else ""
+    reason = error.strerror or str(error) or type(error).__name__
+    fix = {
+        errno.ENOSPC: "free some space or choose another --out folder",
+        errno.EROFS: "choose an --out folder on a writable filesystem",
+        errno.EACCES: "choose an --out folder you may write",
+        errno.EPERM: "choose an --out folder you may write",
+        errno.ENOENT: "choose an --out folder whose parent exists and can hold files",
+        errno.ENOTDIR: "a part of the path is a file: choose another --out folder",
+    }.get(error.errno, "check the folder and try again")
+    return f"cannot write or read{where}: {reason}; {fix}"
+
+
+@contextlib.contextmanager
+def tracking(run: RunFolder, trainer) -> Iterator[Callable[[str], None]]:
+    """``status.json`` around a run's work in its folder: running, then interrupted or failed.
+
+    Yields ``enter(phase)``, to be called as the run moves on from "training" (e.g. to
+    "evaluating the test split", "writing the plots"). An interruption is re-raised as
+    :class:`~pyrovae.trainer.TrainingInterrupted` whose message says how to resume; a
+    filesystem error as a one-line :class:`~pyrovae.run.RunError`.
     """
+    from pyrovae.run import RunError
     from pyrovae.trainer import TrainingError, TrainingInterrupted
 
-    run.write_status("running", epoch=trainer.epoch, step=trainer.step)
+    current = ["training"]
+
+    def enter(phase: str) -> None:
+        if trainer.stop_requested:  # a signal between the last step and this phase
+            raise Interrupted(phase)
+        current[0] = phase
+        run.write_status("running", epoch=trainer.epoch, step=trainer.step, phase=phase)
+        _pause_if_asked(phase)
+
+    def record(state: str, message: str) -> None:
+        with contextlib.suppress(OSError):  # a folder that cannot be written keeps its status
+            run.write_status(state, epoch=trainer.epoch, step=trainer.step, message=message)
+
     try:
-        with stop_on_signals(trainer):
-            yield
+        run.write_status("running", epoch=trainer.epoch, step=trainer.step, phase="training")
+        with stop_on_signals(trainer, lambda: current[0]):
+            yield enter
     except TrainingInterrupted as e:
         trainer.save()
         message = f"{e}; resume with: pyrovae train --out {run.path} --resume"
-        run.write_status("interrupted", epoch=trainer.epoch, step=trainer.step, message=message)
+        record("interrupted", message)
         raise TrainingInterrupted(message) from None
+    except Interrupted:
+        message = (
+            f"interrupted while {current[0]}, after the last epoch was saved; finish with: "
+            f"pyrovae train --out {run.path} --resume"
+        )
+        record("interrupted", message)
+        raise TrainingInterrupted(message) from None
+    except OSError as e:
+        message = describe_os_error(e)
+        record("failed", message)
+        raise RunError(message) from None
     except (TrainingError, KeyboardInterrupt) as e:
-        text = str(e) or "aborted by a second interrupt"
-        run.write_status("failed", epoch=trainer.epoch, step=trainer.step, message=text)
+        record("failed", str(e) or "aborted by a second interrupt")
         raise

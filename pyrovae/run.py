@@ -110,6 +110,8 @@ class RunFolder:
 
     def require(self) -> RunFolder:
         """Raise :class:`RunError` unless this folder holds a run."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"{self.path} is a file, not a run folder; give the folder a run wrote")
         if not self.path.is_dir():
             raise RunError(f"run folder {self.path} does not exist")
         if not self.config_path.exists():
@@ -133,11 +135,39 @@ class RunFolder:
         write_json(self.summary_path, summary)
 
     def write_status(self, state: str, **info) -> None:
-        """Record where the run stands: running, interrupted, failed or complete."""
+        """Record where the run stands: running (with this process's pid), interrupted,
+        failed or complete."""
+        if state == "running":
+            info = {"pid": os.getpid(), **info}
         write_json(self.status_path, {"state": state, **info})
 
     def read_status(self) -> dict:
-        return json.loads(self.status_path.read_text()) if self.status_path.exists() else {}
+        """The recorded status; a "running" run whose process is gone reads as interrupted."""
+        if not self.status_path.exists():
+            return {}
+        try:
+            status = json.loads(self.status_path.read_text())
+        except (json.JSONDecodeError, OSError):
+            return {"state": "unknown", "message": f"{self.status_path} is unreadable"}
+        pid = status.get("pid")
+        if status.get("state") == "running" and isinstance(pid, int) and not _alive(pid):
+            status = {
+                **status,
+                "state": "interrupted",
+                "message": f"its process ({pid}) ended without recording why (killed?); "
+                f"resume with: pyrovae train --out {self.path} --resume",
+            }
+        return status
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete the temporary files a killed writer left (``.NAME.*.tmp``); call it while
+        holding the lock, so no live writer owns them."""
+        removed = []
+        for folder in (self.path, self.plots):
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        return removed
 
     def read_summary(self) -> dict:
         return json.loads(self.summary_path.read_text()) if self.summary_path.exists() else {}
@@ -196,6 +226,7 @@ class RunFolder:
         with os.fdopen(fd, "w") as f:
             f.write(str(os.getpid()))
         try:
+            self.remove_leftovers()
             yield self
         finally:
             self.lock_path.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ Every number is the test split's, per data point in nats, with β = 1 (the
 ordinary ELBO, its rate and distortion) whatever β the run trained with. The
 command ``pyrovae sweep`` defaults to ``mnist-binarized``, as in the paper.
 
-**Resumable.** A run whose ``summary.json`` exists and that agrees with the
+**Resumable.** A run whose status is complete and that agrees with the
 request on every option the request was given (``RunConfig.given``; the device
 and data folder aside) is skipped; any other run is trained with
 ``resume=True``: a partial run continues from its checkpoint, a missing one
@@ -103,15 +103,15 @@ class SweepResult:
 
 
 def _state(folder: Path, config: RunConfig) -> str:
-    """``"finished"`` (summary present, agreeing on the given options), ``"partial"`` or
-    ``"new"``."""
+    """``"finished"`` (status complete, agreeing on the given options), ``"partial"`` or
+    ``"new"``; decided from ``status.json``, never from which files happen to exist."""
     from pyrovae.lifecycle import differences
     from pyrovae.run import RunFolder, saved_config
 
     run = RunFolder(folder)
     if not run.exists():
         return "new"
-    if not run.summary_path.exists():
+    if run.read_status().get("state") != "complete":
         return "partial"
     keys = config.given - set(_IGNORED_KEYS)
     return "partial" if differences(saved_config(run), config, keys) else "finished"
@@ -179,6 +179,8 @@ def sweep(
             log(f"[{i}/{len(configs)}] prior {prior}, β = {beta:g}: {status} ({folder})")
         result.rows.append(_row(folder, prior, beta))
     result.summary_dir = Path(out) / "summary"
+    for leftover in result.summary_dir.glob(".*.tmp"):  # from a sweep killed while writing
+        leftover.unlink(missing_ok=True)
     write_table(result.rows, result.summary_dir)
     if figures:
         write_figures(result.rows, result.summary_dir, dataset)

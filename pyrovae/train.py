@@ -30,6 +30,7 @@ from pyrovae.build import build_model
 from pyrovae.config import ConfigError, RunConfig
 from pyrovae.device import resolve_device
 from pyrovae.infer import full_vb
+from pyrovae.resources import check_model_fits
 from pyrovae.run import RunFolder, same_model
 from pyrovae.summary import EVAL_BATCH
 from pyrovae.trainer import Trainer, TrainingError, TrainingInterrupted, make_optimizer
@@ -104,6 +105,7 @@ def train(
     context.barrier()  # every process has read the folder before rank 0 writes to it
     dataset = dataset if dataset is not None else load_data(config)
     config = config.for_data(dataset.binary)
+    check_model_fits(config, dataset.data_dim)  # before anything is allocated
     state = run.load_checkpoint() if resuming else None
 
     pyro.set_rng_seed(config.seed)
@@ -157,28 +159,31 @@ def _train_in_folder(trainer: Trainer, run: RunFolder, state: dict | None, datas
             trainer.metrics = [r for r in run.read_metrics() if r["epoch"] <= trainer.epoch]
         if not same_model(state["config"], config.to_dict()):
             trainer.save()  # an extended schedule: the checkpoint now names it, as config.json will
-    run.write_config(
-        {
-            "config": config.to_dict(),
-            "data_dim": dataset.data_dim,
-            "image_shape": list(dataset.image_shape),
-            "num_train": dataset.train.shape[0],
-            "pyrovae_version": pyrovae.__version__,
-        }
-    )
-    with lifecycle.tracking(run, trainer):
+    with lifecycle.tracking(run, trainer) as enter:
+        run.write_config(
+            {
+                "config": config.to_dict(),
+                "data_dim": dataset.data_dim,
+                "image_shape": list(dataset.image_shape),
+                "num_train": dataset.train.shape[0],
+                "pyrovae_version": pyrovae.__version__,
+            }
+        )
         trainer.fit()
-    if not run.checkpoint_path.exists():  # epochs=0: the untrained model is still a run
-        trainer.save()
-    trainer.adopt_average()  # the checkpoint keeps the raw parameters, for resuming
-    summary = trainer.summarize()
-    if trainer.rolled_back:
-        summary["rollbacks"] = trainer.rolled_back
-    run.write_summary(summary)
-    if plots:
-        from pyrovae.report import write_plots
+        if not run.checkpoint_path.exists():  # epochs=0: the untrained model is still a run
+            trainer.save()
+        enter("evaluating the test split")  # from here on the checkpoint is final
+        trainer.adopt_average()  # the checkpoint keeps the raw parameters, for resuming
+        summary = trainer.summarize()
+        if trainer.rolled_back:
+            summary["rollbacks"] = trainer.rolled_back
+        run.write_summary(summary)
+        if plots:
+            from pyrovae.report import write_plots
 
-        plot_model = full_vb.plug_in(trainer.model, trainer.guide)  # full VB: at q(θ)'s mean
-        write_plots(run, plot_model, trainer.guide, dataset, trainer.metrics)
-    run.write_status("complete", epoch=trainer.epoch, step=trainer.step)
+            enter("writing the plots")
+            plot_model = full_vb.plug_in(trainer.model, trainer.guide)  # full VB: at q(θ)'s mean
+            write_plots(run, plot_model, trainer.guide, dataset, trainer.metrics)
+        enter("recording completion")
+        run.write_status("complete", epoch=trainer.epoch, step=trainer.step)
     return TrainResult(trainer.model, trainer.guide, config, trainer.metrics, summary, run)

@@ -208,7 +208,11 @@ def _tree_digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def bad_input_world(tmp_path_factory, data_dir):
-    root = tmp_path_factory.mktemp("bad")
+    return make_bad_input_world(tmp_path_factory.mktemp("bad"), data_dir)
+
+
+def make_bad_input_world(root: Path, data_dir: Path) -> Path:
+    """Two small runs and the broken files and folders the bad-input cases use."""
     runner = CliRunner()
     for name in ("good", "other"):
         extra = ["--latent", "3"] if name == "other" else []
@@ -229,10 +233,16 @@ def bad_input_world(tmp_path_factory, data_dir):
     (corrupt / "frey_rawface.mat").write_bytes(bytes(payload))
     (root / "typo.toml").write_text('dataset = "digits"\nlatnt_dim = 3\n')
     (root / "badname.toml").write_text('likelihood = "gausian"\n')
+    (root / "bool.toml").write_text("lr = true\n")
+    (root / "scalar.toml").write_text("hidden = 400\n")
+    (root / "latin1.toml").write_bytes('dataset = "digits" # caf\xe9\n'.encode("latin-1"))
+    (root / "table.toml").write_text("[model]\nlatent_dim = 3\n")
+    (root / "twice.toml").write_text("latent = 3\nlatent_dim = 3\n")
+    (root / "a-file").write_text("not a folder\n")
     return root
 
 
-def _cases(root: Path, data_dir: Path) -> list[tuple[str, list[str], list[str]]]:
+def bad_input_cases(root: Path, data_dir: Path) -> list[tuple[str, list[str], list[str]]]:
     """(what, command, fragments the one error line must contain)."""
     new = str(root / "new")
     return [
@@ -331,6 +341,77 @@ def _cases(root: Path, data_dir: Path) -> list[tuple[str, list[str], list[str]]]
             ["train", *RUN, "--nan-policy", "pray", "--out", new],
             ["--nan-policy"],
         ),
+        *[
+            (f"TOML: {what}", ["train", "--config", str(root / toml), "--out", new], frags)
+            for what, toml, frags in [
+                ("a boolean for a number", "bool.toml", ["lr must be a positive number"]),
+                ("a scalar for a list", "scalar.toml", ["hidden must be a list of integers"]),
+                ("not UTF-8", "latin1.toml", ["latin1.toml is not UTF-8"]),
+                ("a table", "table.toml", ["has a table [model]"]),
+                ("one option under two names", "twice.toml", ["latent_dim is given twice"]),
+            ]
+        ],
+        ("evaluate a file", ["evaluate", str(root / "a-file")], ["is a file, not a run folder"]),
+        (
+            "a model too large for memory",
+            ["train", *RUN, "--latent", "1000000000", "--out", new],
+            ["parameters and needs about", "reduce --latent-dim"],
+        ),
+        (
+            "an output folder under a file",
+            ["train", *RUN, "--out", str(root / "a-file" / "run")],
+            ["Not a directory", "a-file"],
+        ),
+        (
+            "an output folder that cannot exist",
+            ["train", *RUN, "--out", "/proc/pyrovae-no-such-dir/run"],
+            ["cannot write or read /proc/pyrovae-no-such-dir"],
+        ),
+        (
+            "evaluation chunk of 0",
+            ["evaluate", str(root / "good"), "--chunk-size", "0"],
+            ["--chunk-size must be a positive integer"],
+        ),
+        (
+            "BILBO without the constant guide",
+            ["train", *RUN, "--objective", "bilbo", "--out", new],
+            ["objective 'bilbo' needs guide 'constant'"],
+        ),
+        (
+            "an auto-encoder with a rate",
+            ["train", *RUN, "--guide", "deterministic", "--out", new],
+            ["guide 'deterministic' needs beta 0"],
+        ),
+        (
+            "IWAE with beta",
+            ["train", *RUN, "--objective", "iwae", "--beta", "0.5", "--out", new],
+            ["objective 'iwae' needs beta 1"],
+        ),
+        (
+            "init-from without a Bayesian decoder",
+            ["train", *RUN, "--init-from", str(root / "good"), "--out", new],
+            ["init_from needs decoder 'bayesian'"],
+        ),
+        ("unknown device", ["train", *RUN, "--device", "gpu", "--out", new], ["cuda:N"]),
+        (
+            "a mixture weight of 1",
+            ["train", *RUN, "--weight-prior", "scale-mixture", "--mixture-pi", "1", "--out", new],
+            ["mixture_pi must be a number in (0, 1)"],
+        ),
+        (
+            "a negative milestone",
+            ["train", *RUN, "--lr-milestones", "-1", "--out", new],
+            ["positive integers"],
+        ),
+        ("an average of 1", ["train", *RUN, "--ema-decay", "1", "--out", new], ["ema_decay"]),
+        ("zero threads", ["train", *RUN, "--threads", "0", "--out", new], ["threads"]),
+        (
+            "resume with a changed setting",
+            ["train", "--out", str(root / "good"), "--resume", "--latent", "5"],
+            ["different latent_dim", "--latent-dim"],
+        ),
+        ("unknown split", ["evaluate", str(root / "good"), "--split", "dev"], ["--split"]),
+        ("zero samples to draw", ["sample", str(root / "good"), "--num", "0"], ["--num"]),
     ]
 
 
@@ -338,8 +419,8 @@ def test_bad_inputs_give_one_line_and_change_nothing(bad_input_world, data_dir, 
     root = bad_input_world
     monkeypatch.setenv("PYROVAE_MIRROR", "http://127.0.0.1:9")  # no download leaves the host
     before = _tree_digest(root)
-    cases = _cases(root, data_dir)
-    assert len(cases) >= 20
+    cases = bad_input_cases(root, data_dir)
+    assert len(cases) >= 40
     for what, args, fragments in cases:
         result = CliRunner().invoke(main, args)
         assert result.exit_code not in (0, None), (what, result.output)
@@ -354,3 +435,17 @@ def test_bad_inputs_give_one_line_and_change_nothing(bad_input_world, data_dir, 
             assert fragment in errors[0], (what, errors[0])
     assert _tree_digest(root) == before  # no file created, changed or deleted
     assert not (root / "new").exists()
+
+
+if __name__ == "__main__":  # the table of bad inputs as it stands: case | message | exit code
+    import tempfile
+
+    data = Path(os.environ.get("PYROVAE_DATA", Path(__file__).parents[2] / "shared" / "data"))
+    os.environ["PYROVAE_MIRROR"] = "http://127.0.0.1:9"
+    with tempfile.TemporaryDirectory() as tmp:
+        world = make_bad_input_world(Path(tmp), data)
+        print("| bad input | what pyrovae says | exit code |\n|---|---|---|")
+        for what, args, _ in bad_input_cases(world, data):
+            result = CliRunner().invoke(main, args)
+            line = next(ln for ln in result.output.splitlines() if ln.startswith("Error"))
+            print(f"| {what} | `{line.replace(tmp, 'RUNS')}` | {result.exit_code} |")

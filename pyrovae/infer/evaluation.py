@@ -87,6 +87,7 @@ def iw_log_likelihood(
     *,
     num_weight_samples: int | None = None,
     weights: Sequence[full_vb.Weights] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Importance-weighted estimate of log p(x) for each data point (Burda et al. 2016).
 
@@ -111,6 +112,8 @@ def iw_log_likelihood(
         guide's ``num_weight_samples``).
     :param weights: the draws θ_s to average over instead of sampling S; then the
         guide need only cover the local sites.
+    :param progress: called with the number of (point, sample) pairs done after each
+        pass (S · N · K in all for a full-VB guide, N · K otherwise), e.g. a progress bar.
     :returns: a tensor of shape (N,), in nats.
     """
     if num_samples < 1:
@@ -118,23 +121,31 @@ def iw_log_likelihood(
     if _uses_weight_draws(guide, weights):  # global weights: log-mean-exp over θ_s as well
         draws = full_vb.weight_draws(guide, num_weight_samples, weights)
         ll = log_likelihood_draws(
-            model, guide, x, num_samples, draws, chunk_size, batch_size, max_plate_nesting
+            model,
+            guide,
+            x,
+            num_samples,
+            draws,
+            chunk_size,
+            batch_size,
+            max_plate_nesting,
+            progress=progress,
         )
         return torch.logsumexp(ll, dim=0) - math.log(len(draws))
     return _local_iw_log_likelihood(
-        model, guide, x, num_samples, chunk_size, batch_size, max_plate_nesting
+        model, guide, x, num_samples, chunk_size, batch_size, max_plate_nesting, progress
     )
 
 
 def _local_iw_log_likelihood(
-    model, guide, x, num_samples, chunk_size, batch_size, max_plate_nesting
+    model, guide, x, num_samples, chunk_size, batch_size, max_plate_nesting, progress=None
 ) -> torch.Tensor:
     """The IW estimate for a pair whose sites all sit in the data plate."""
 
     def log_weights(xb, k):
         return per_point_log_weights(model, guide, xb, k, max_plate_nesting)
 
-    return chunked_log_mean_exp(log_weights, x, num_samples, chunk_size, batch_size)
+    return chunked_log_mean_exp(log_weights, x, num_samples, chunk_size, batch_size, progress)
 
 
 @torch.no_grad()
@@ -147,6 +158,7 @@ def log_likelihood_draws(
     chunk_size: int | None = None,
     batch_size: int | None = None,
     max_plate_nesting: int = 1,
+    progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """``log p̂_K(x_i | θ_s)`` for every draw θ_s of ``weights`` and every point: shape (S, n).
 
@@ -164,7 +176,14 @@ def log_likelihood_draws(
         model_fn, guide_fn = full_vb.given_weights(model, guide, theta)
         rows.append(
             _local_iw_log_likelihood(
-                model_fn, guide_fn, x, num_samples, chunk_size, batch_size, max_plate_nesting
+                model_fn,
+                guide_fn,
+                x,
+                num_samples,
+                chunk_size,
+                batch_size,
+                max_plate_nesting,
+                progress,
             )
         )
     return torch.stack(rows)
@@ -177,6 +196,7 @@ def chunked_log_mean_exp(
     num_samples: int,
     chunk_size: int | None = None,
     batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """``log (1/K) Σ_k w_k`` per data point, the K log-weights drawn a chunk at a time.
 
@@ -184,6 +204,7 @@ def chunked_log_mean_exp(
         for ``k`` fresh samples per point of the batch ``xb``.
     :param chunk_size: samples per call (default: all K; 1 is a plain loop over k).
     :param batch_size: data points per call (default: all).
+    :param progress: called with ``k · len(xb)`` after each call.
     :returns: a tensor of shape (N,).
     """
     chunk = num_samples if chunk_size is None else max(1, min(int(chunk_size), num_samples))
@@ -195,6 +216,8 @@ def chunked_log_mean_exp(
             k = min(chunk, num_samples - done)
             acc = torch.logaddexp(acc, torch.logsumexp(log_weights(xb, k), dim=0))
             done += k
+            if progress is not None:
+                progress(k * xb.shape[0])
         out.append(acc - math.log(num_samples))
     return torch.cat(out)
 
