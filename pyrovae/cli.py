@@ -595,9 +595,12 @@ def diagnose(
     \b
     Every run: PSIS k̂ of the guide q(z|x) per point (Yao et al. 2018); k̂ > 0.7
     means q misses posterior mass for that point (khat.png, diagnostics.json).
-    Bayesian decoder (full VB): draws of the weights from q(θ) as chains,
-    az.summary (summary.csv), LOO and WAIC from per-point log-likelihoods, trace and
-    posterior plots, and the InferenceData (inference_data.nc).
+    Bayesian decoder (full VB): draws of the weights from q(θ) as chains, with
+    replicated images drawn at each (Pyro's Predictive); az.summary (summary.csv),
+    LOO and WAIC from per-image log-likelihoods, trace and posterior plots, the
+    posterior predictive check (ppc.png, az.plot_ppc), and the InferenceData
+    (inference_data.nc: posterior, log_likelihood, posterior_predictive,
+    observed_data, sample_stats).
     """
 
     def go():
@@ -628,7 +631,8 @@ def diagnose(
             with pd.option_context("display.width", 120, "display.max_columns", 20):
                 click.echo(result.summary.to_string())
         report = result.to_dict()
-        for key in ("loo", "waic", "guide_khat", "max_r_hat", "min_ess_bulk", "notes"):
+        keys = ("loo", "waic", "posterior_predictive", "guide_khat", "max_r_hat", "min_ess_bulk")
+        for key in (*keys, "notes"):
             if report.get(key) is not None:
                 click.echo(f"{key}: {json.dumps(report[key])}")
         click.echo(f"wrote {', '.join(Path(p).name for p in result.paths.values())}")

@@ -12,8 +12,13 @@ Three questions, three tools:
   draws from q(θ): R-hat ≈ 1 and ESS ≈ the number of draws *by construction*;
   they check only the Monte Carlo sample, never the approximation.
 * **How well does the model predict each point?** A ``log_likelihood`` group
-  holds ``log p(x_i | θ_s)`` per point and draw, read by ``az.loo`` (PSIS-LOO,
-  Vehtari, Gelman & Gabry 2017) and ``az.waic``.
+  holds ``log p(x_i | θ_s)`` per image and draw, read by ``az.loo`` (PSIS-LOO,
+  Vehtari, Gelman & Gabry 2017), ``az.waic`` and ``az.compare``.
+* **Does the fitted model reproduce the data?** A ``posterior_predictive``
+  group holds replicated images x̃ ~ p(x | z, θ_s), z ~ q(z | x_i), drawn by
+  :class:`pyro.infer.Predictive` (``parallel=True``) from the model and the
+  guide, beside the ``observed_data``; ``az.plot_ppc`` compares them
+  (``ppc.png``).
 * **Is the amortised guide a good proposal for each point's posterior?** The
   PSIS diagnostic of Yao, Vehtari, Simpson & Gelman (2018): with K draws
   z_k ~ q(z|x) and log ratios ``log p(x, z_k) − log q(z_k | x)``
@@ -31,6 +36,28 @@ Weight tensors are large (784 × 500), so only a subset of entries enters the
 posterior group: by default the first ``entries`` entries (row-major) of every
 weight site, labelled by their index (``decoder.0.weight[0,3]``).
 
+The groups follow ArviZ's InferenceData schema; for a full-VB run
+(:func:`vi_inference_data`, n images of D pixels, C × S draws of θ):
+
+====================  ========  ===========================  ===============================
+group                 variable  dims                         what
+====================  ========  ===========================  ===============================
+posterior             SITE      (chain, draw, SITE_entry)    entries of θ_cs ~ q(θ)
+log_likelihood        obs       (chain, draw, image)         log p̂_K(x_i | θ_cs)
+posterior_predictive  obs       (chain, draw, image, pixel)  x̃_i ~ p(x | z, θ_cs)
+observed_data         obs       (image, pixel)               x_i
+sample_stats          lp        (chain, draw)                log p(θ_cs) + Σ_i log p̂_K(x_i|θ_cs)
+sample_stats          log_q     (chain, draw)                log q(θ_cs)
+====================  ========  ===========================  ===============================
+
+An observation is a whole image: its log-likelihood is one number per image
+(the multivariate case of the schema: ``log_likelihood.obs`` lacks the
+``pixel`` dim of ``observed_data.obs``), so PSIS-LOO leaves out one image at a
+time and ``az.loo(..., pointwise=True).loo_i`` is indexed by ``image``. The
+replicated draws of a draw (c, s) use the same θ_cs as its posterior entries
+and log-likelihoods. Integer-valued data (binary pixels) are stored as
+``int8``, so ``az.plot_ppc`` treats them as discrete.
+
 ArviZ is imported on first use (it is slow to import, and 0.23 warns once a day
 that it is being refactored; that warning is filtered here).
 
@@ -45,7 +72,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +80,7 @@ from typing import Any
 import numpy as np
 import pyro.poutine as poutine
 import torch
+from pyro.infer import Predictive
 
 from pyrovae.infer import evaluation, full_vb
 from pyrovae.infer.log_weights import per_point_log_weights
@@ -61,6 +89,8 @@ DEFAULT_ENTRIES = 4
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
 FLAT_RATIOS = 1e-3  # nats: log ratios that vary less than this are constant
 PSIS_ROWS = 25_000  # samples × points per vectorised pass of the guide k̂
+PREDICTIVE_ELEMENTS = 4_000_000  # per Predictive pass: draws × max(n × D, weights)
+POINT_DIM, FEATURE_DIM = "image", "pixel"  # the dims of a data point and of its values
 
 
 def _az():
@@ -76,6 +106,26 @@ def _numpy(value) -> np.ndarray:
         value = value.detach().cpu()
         value = (value.double() if value.is_floating_point() else value).numpy()
     return np.asarray(value)
+
+
+def _data(value) -> np.ndarray:
+    """Observed or replicated data as stored: ``int8`` when every value is an integer in
+    [-128, 127] (binary pixels: ArviZ then plots them as discrete), else ``float32``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype == np.int8:
+        return arr
+    if arr.size and np.all(np.mod(arr, 1) == 0) and arr.min() >= -128 and arr.max() <= 127:
+        return arr.astype(np.int8)
+    return arr.astype(np.float32)
+
+
+def _join(chunks: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate :func:`_data` chunks along the draws; all ``float32`` if any chunk is."""
+    if len({c.dtype for c in chunks}) > 1:
+        chunks = [c.astype(np.float32) for c in chunks]
+    return np.concatenate(chunks)
 
 
 # -- InferenceData -----------------------------------------------------------------------
@@ -109,14 +159,18 @@ def inference_data(
     observed_data: Mapping[str, Any] | None = None,
     sample_stats: Mapping[str, Any] | None = None,
     entries: int | None = DEFAULT_ENTRIES,
+    posterior_predictive: Mapping[str, Any] | None = None,
 ):
     """An :class:`arviz.InferenceData` from arrays with explicit ``(chain, draw, ...)`` dims.
 
     :param posterior: ``{site: (chain, draw, *shape)}``; each site is cut to
         its first ``entries`` entries (:func:`select_entries`).
-    :param log_likelihood: ``{site: (chain, draw, n)}``, one column per data point.
-    :param observed_data: ``{site: (n, ...)}``.
-    :param sample_stats: ``{stat: (chain, draw)}`` (e.g. ``diverging``).
+    :param log_likelihood: ``{site: (chain, draw, n)}``, one column per data point
+        (dim ``image``).
+    :param observed_data: ``{site: (n, ...)}`` (dims ``image``, ``pixel``).
+    :param sample_stats: ``{stat: (chain, draw)}`` (e.g. ``diverging``, ``lp``).
+    :param posterior_predictive: ``{site: (chain, draw, n, ...)}``, replicated
+        ``observed_data`` (dims ``chain, draw, image, pixel``).
     """
     cut = {name: select_entries(name, value, entries) for name, value in posterior.items()}
     return _assemble(
@@ -125,11 +179,22 @@ def inference_data(
         log_likelihood,
         observed_data,
         sample_stats,
+        posterior_predictive,
     )
 
 
-def _assemble(posterior, labels, log_likelihood, observed_data, sample_stats):
-    """``az.from_dict`` with named dims: ``SITE_entry`` for weight entries, ``point`` for data."""
+def _data_dims(extra: int) -> list[str]:
+    """``image`` and the names of a point's own dims: ``pixel`` (or ``pixel_0``, ``pixel_1``…)."""
+    own = [FEATURE_DIM] if extra == 1 else [f"{FEATURE_DIM}_{i}" for i in range(extra)]
+    return [POINT_DIM, *own]
+
+
+def _assemble(
+    posterior, labels, log_likelihood, observed_data, sample_stats, posterior_predictive=None
+):
+    """``az.from_dict`` with named dims: ``SITE_entry`` for weight entries; ``image`` for the
+    data points and ``pixel`` for their values, shared by ``log_likelihood``,
+    ``observed_data`` and ``posterior_predictive``."""
     az = _az()
     coords: dict[str, Any] = {}
     dims: dict[str, list[str]] = {}
@@ -138,19 +203,35 @@ def _assemble(posterior, labels, log_likelihood, observed_data, sample_stats):
             dims[name] = [f"{name}_entry"]
             coords[f"{name}_entry"] = lab
     groups: dict[str, Any] = {"posterior": {k: _numpy(v) for k, v in posterior.items()}}
-    if log_likelihood:
-        groups["log_likelihood"] = {k: _numpy(v) for k, v in log_likelihood.items()}
-        for name, value in groups["log_likelihood"].items():
-            dims[name] = ["point"] + [f"{name}_dim_{i}" for i in range(value.ndim - 3)]
-            coords["point"] = np.arange(value.shape[2])
-    if observed_data:
-        groups["observed_data"] = {k: _numpy(v) for k, v in observed_data.items()}
-        for name, value in groups["observed_data"].items():
-            dims[name] = ["point"] + [f"{name}_dim_{i}" for i in range(value.ndim - 1)]
-            coords["point"] = np.arange(value.shape[0])
+    data_groups = (  # (group, arrays, leading sample dims)
+        ("log_likelihood", {k: _numpy(v) for k, v in (log_likelihood or {}).items()}, 2),
+        ("observed_data", {k: _data(v) for k, v in (observed_data or {}).items()}, 0),
+        ("posterior_predictive", {k: _data(v) for k, v in (posterior_predictive or {}).items()}, 2),
+    )
+    group_dims: dict[str, dict[str, list[str]]] = {}
+    for group, arrays, lead in data_groups:
+        if not arrays:
+            continue
+        groups[group] = arrays
+        group_dims[group] = {}
+        for name, value in arrays.items():
+            names = _data_dims(value.ndim - lead - 1)
+            group_dims[group][name] = names
+            for dim, size in zip(names, value.shape[lead:]):
+                coords.setdefault(dim, np.arange(size))
     if sample_stats:
         groups["sample_stats"] = {k: _numpy(v) for k, v in sample_stats.items()}
-    return az.from_dict(**groups, coords=coords, dims=dims)
+    # a site named in several groups (``obs``) gets each group's dims: from_dict takes one
+    # ``dims`` mapping for all groups, so the groups are converted one at a time and merged
+    idata = az.from_dict(
+        **{k: groups[k] for k in ("posterior", "sample_stats") if k in groups},
+        coords=coords,
+        dims=dims,
+    )
+    for group, names in group_dims.items():
+        part = az.from_dict(**{group: groups[group]}, coords=coords, dims=names)
+        idata.extend(part)
+    return idata
 
 
 def _default_sites(names: Sequence[str], sites: Sequence[str] | None) -> list[str]:
@@ -160,6 +241,49 @@ def _default_sites(names: Sequence[str], sites: Sequence[str] | None) -> list[st
     if unknown:
         raise ValueError(f"unknown sites {unknown}; choose from {', '.join(names)}")
     return list(sites)
+
+
+@torch.no_grad()
+def posterior_predictive(
+    model: Callable,
+    guide: Callable,
+    x: torch.Tensor,
+    num_samples: int,
+    return_sites: Sequence[str] = ("obs",),
+    parallel: bool = True,
+    max_elements: int = PREDICTIVE_ELEMENTS,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Posterior predictive draws for ``x``, a chunk of draws at a time.
+
+    :class:`pyro.infer.Predictive` of ``poutine.uncondition(model)`` with
+    ``guide``: each draw samples the guide's sites (z_i ~ q(z | x_i) and, for
+    a full-VB guide, θ ~ q(θ)), then the model on them, so ``"obs"`` is a
+    replicated data set x̃ of the shape of ``x`` (for the observed values
+    instead, leave the model conditioned). With ``parallel=True`` (the
+    default) a chunk is one vectorised pass (a plate of draws at dim −2; a
+    Bayesian decoder broadcasts over it,
+    :func:`pyrovae.models.bayesian.batched_linear`).
+
+    :param return_sites: the sites to return (a global site comes as
+        ``(S, 1, *shape)``).
+    :param max_elements: the size of a chunk: draws × max(elements of ``x``,
+        elements of the weights).
+    :returns: an iterator of ``{site: (s, ...)}``, the draws split into chunks of
+        ``s``, ``num_samples`` in all.
+    """
+    size = x.numel()
+    if full_vb.is_full_vb(guide):
+        size = max(size, sum(guide.weights.loc(n).numel() for n in guide.weights.site_names))
+    step = max(1, int(max_elements) // max(1, size))
+    for start in range(0, int(num_samples), step):
+        predictive = Predictive(
+            poutine.uncondition(model),
+            guide=guide,
+            num_samples=min(step, int(num_samples) - start),
+            return_sites=list(return_sites),
+            parallel=parallel,
+        )
+        yield predictive(x)
 
 
 @torch.no_grad()
@@ -176,11 +300,23 @@ def vi_inference_data(
 ):
     """InferenceData of a full-VB guide: independent draws θ ~ q(θ) split into chains.
 
-    ``posterior``: the chosen weight sites (default: all, first ``entries``
-    entries each). ``log_likelihood["obs"][c, s, i] = log p̂(x_i | θ_cs)``, an IW
-    estimate over z with ``iw_samples`` samples from q(z|x_i) (a stochastic
-    lower bound on the point's likelihood with z integrated out).
-    ``observed_data["obs"]`` is ``x``.
+    The C × S draws come from :func:`posterior_predictive` (Pyro's
+    ``Predictive``, vectorised over draws), which also replicates the data at
+    each θ_cs; every group of draw (c, s) uses that θ_cs:
+
+    * ``posterior``: the chosen weight sites (default: all, first ``entries``
+      entries each);
+    * ``log_likelihood["obs"][c, s, i] = log p̂(x_i | θ_cs)`` (dims chain, draw,
+      image), an IW estimate over z with ``iw_samples`` samples from q(z|x_i)
+      (a stochastic lower bound on the image's likelihood with z integrated out);
+    * ``posterior_predictive["obs"][c, s, i]``: x̃_i ~ p(x | z, θ_cs) with
+      z ~ q(z | x_i) (dims chain, draw, image, pixel);
+    * ``observed_data["obs"]`` is ``x`` (dims image, pixel);
+    * ``sample_stats``: ``lp`` = log p(θ_cs) + Σ_i log p̂(x_i | θ_cs), the log
+      joint of the draw and the diagnosed images (ArviZ's "unnormalised log
+      probability of the sample", for the posterior given these images), and
+      ``log_q`` = log q(θ_cs). ``lp − log_q`` is the draw's log importance
+      ratio; its mean over draws is a lower bound on log p(x_1..n).
 
     .. warning:: The IW estimates are noisy, and ``az.loo``/``az.waic`` read that
         noise as posterior variance of the log-likelihood: ``p_loo``/``p_waic`` come
@@ -190,26 +326,45 @@ def vi_inference_data(
         each point's likelihood moves with θ.
     """
     full_vb._require(guide)
-    chosen = _default_sites(guide.weights.site_names, sites)
+    names = guide.weights.site_names
+    chosen = _default_sites(names, sites)
     draws: dict[str, list[np.ndarray]] = {s: [] for s in chosen}
-    rows = []
-    for _ in range(num_chains * num_draws):
-        theta = full_vb.sample_weights(guide, 1)[0]
-        for s in chosen:
-            value = _numpy(theta[s]).reshape(-1)
-            draws[s].append(value if entries is None else value[:entries])
+    rows, replicated, log_q, log_p = [], [], [], []
+    chunks = posterior_predictive(model, guide, x, num_chains * num_draws, ("obs", *names))
+    for chunk in chunks:
+        replicated.append(_data(chunk["obs"]))
+        thetas = full_vb.unstack_weights(guide, chunk)
+        for theta in thetas:
+            for s in chosen:
+                value = _numpy(theta[s]).reshape(-1)
+                draws[s].append(value if entries is None else value[:entries])
+            q, p = full_vb.weight_log_densities(guide, theta)
+            log_q.append(q)
+            log_p.append(p)
         rows.append(
             evaluation.log_likelihood_draws(
-                model, guide, x, iw_samples, [theta], batch_size=batch_size
-            )[0]
+                model, guide, x, iw_samples, thetas, batch_size=batch_size
+            ).cpu()
         )
     posterior, labels = {}, {}
     for s in chosen:
         shape = tuple(guide.weights.loc(s).shape)
         posterior[s] = np.stack(draws[s]).reshape(num_chains, num_draws, -1)
         labels[s] = _labels(shape, posterior[s].shape[-1])
-    ll = torch.stack(rows).reshape(num_chains, num_draws, -1)
-    return _assemble(posterior, labels, {"obs": ll}, {"obs": x}, None)
+    ll = torch.cat(rows).double()
+    stats = {
+        "lp": (torch.stack(log_p).double() + ll.sum(-1)).reshape(num_chains, num_draws),
+        "log_q": torch.stack(log_q).reshape(num_chains, num_draws),
+    }
+    pp = _join(replicated)
+    return _assemble(
+        posterior,
+        labels,
+        {"obs": ll.reshape(num_chains, num_draws, -1)},
+        {"obs": x},
+        stats,
+        {"obs": pp.reshape(num_chains, num_draws, *pp.shape[1:])},
+    )
 
 
 @torch.no_grad()
@@ -244,14 +399,19 @@ def mcmc_inference_data(
     entries: int | None = DEFAULT_ENTRIES,
     obs_site: str = "obs",
     sample_stats: Mapping[str, Any] | None = None,
+    predictive: bool = True,
     **kwargs,
 ):
     """InferenceData of MCMC draws (a :class:`pyro.infer.MCMC` or ``{site: (chain, draw, ...)}``
     as from :func:`pyrovae.infer.nuts.nuts_chains`).
 
     With ``model`` (and its ``*args``), adds the pointwise log-likelihood of
-    ``obs_site`` per draw and the observed values. For a VAE that is
-    ``log p(x_i | z_i, θ)`` at the sampled z_i (z is a chain variable here).
+    ``obs_site`` per draw, the observed values and (``predictive=True``) the
+    posterior predictive draws of ``obs_site``, one per MCMC draw
+    (:class:`pyro.infer.Predictive` of the unconditioned model on the draws,
+    sequentially, so any model applies). For a VAE the log-likelihood is
+    ``log p(x_i | z_i, θ)`` at the sampled z_i (z is a chain variable here),
+    and a replicated x̃_i is drawn at the same z_i.
 
     :param sites: sites for the posterior group (default: all but ``exclude``).
     """
@@ -260,13 +420,30 @@ def mcmc_inference_data(
     names = [n for n in samples if n not in exclude]
     chosen = _default_sites(names, sites)
     posterior = {s: samples[s] for s in chosen}
-    log_likelihood = observed = None
+    log_likelihood = observed = replicated = None
     if model is not None:
         ll = pointwise_log_likelihood(model, samples, *args, obs_site=obs_site, **kwargs)
         log_likelihood = {obs_site: ll}
         trace = poutine.trace(model).get_trace(*args, **kwargs)
         observed = {obs_site: trace.nodes[obs_site]["value"]}
-    return inference_data(posterior, log_likelihood, observed, sample_stats, entries=entries)
+        if predictive:
+            replicated = {obs_site: _mcmc_predictive(model, samples, obs_site, args, kwargs)}
+    return inference_data(
+        posterior, log_likelihood, observed, sample_stats, entries, posterior_predictive=replicated
+    )
+
+
+@torch.no_grad()
+def _mcmc_predictive(model, samples, obs_site: str, args, kwargs) -> torch.Tensor:
+    """``obs_site`` replicated at every draw of ``samples`` (``(chain, draw, ...)``)."""
+    first = next(iter(samples.values()))
+    chains, draws = first.shape[:2]
+    flat = {k: torch.as_tensor(v).reshape(chains * draws, *v.shape[2:]) for k, v in samples.items()}
+    predictive = Predictive(
+        poutine.uncondition(model), posterior_samples=flat, return_sites=[obs_site]
+    )
+    value = predictive(*args, **kwargs)[obs_site]
+    return value.reshape(chains, draws, *value.shape[1:])
 
 
 # -- PSIS k̂ of an amortised guide ------------------------------------------------------
@@ -352,11 +529,14 @@ class Diagnosis:
     loo: dict | None = None
     waic: dict | None = None
     khat: np.ndarray | None = None
+    posterior_predictive: dict | None = None
     notes: list[str] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"loo": self.loo, "waic": self.waic, "notes": self.notes}
+        if self.posterior_predictive is not None:
+            out["posterior_predictive"] = self.posterior_predictive
         if self.summary is not None:
             out["max_r_hat"] = _finite(self.summary["r_hat"].max())
             out["min_ess_bulk"] = _finite(self.summary["ess_bulk"].min())
@@ -387,6 +567,46 @@ def _elpd(result, kind: str) -> dict[str, Any]:
     return out
 
 
+def _predictive_pairs(idata) -> list[str]:
+    """Variables in both ``posterior_predictive`` and ``observed_data``."""
+    if not {"posterior_predictive", "observed_data"} <= set(idata.groups()):
+        return []
+    observed = idata.observed_data.data_vars
+    return [v for v in idata.posterior_predictive.data_vars if v in observed]
+
+
+def _image_statistic(array, lead: int) -> np.ndarray:
+    """T = the mean of each image's values: ``(*lead dims, image)``."""
+    values = np.asarray(array, dtype=np.float64)
+    return values.reshape(*values.shape[: lead + 1], -1).mean(-1)
+
+
+def predictive_check(idata, var_name: str = "obs") -> dict[str, Any]:
+    """A posterior predictive check of the mean value of each image (the ink of a digit).
+
+    With T(x) the mean over an image's pixels, per image i the posterior
+    predictive p-value ``p_i = P(T(x̃_i) > T(x_i)) + ½ P(T(x̃_i) = T(x_i))`` over the
+    draws of ``posterior_predictive[var_name]``; near 0 or 1 the model does not
+    reproduce that image's statistic.
+
+    :returns: ``{"variable", "statistic", "observed", "replicated", "p_value_median",
+        "frac_outside_95"}``: mean T of the data and of the replications, the median
+        p-value, and the fraction of images with p outside [0.025, 0.975].
+    """
+    observed = _image_statistic(idata.observed_data[var_name].values, 0)
+    replicated = _image_statistic(idata.posterior_predictive[var_name].values, 2)
+    replicated = replicated.reshape(-1, observed.shape[0])
+    p = (replicated > observed).mean(0) + 0.5 * (replicated == observed).mean(0)
+    return {
+        "variable": var_name,
+        "statistic": "mean value per image",
+        "observed": float(observed.mean()),
+        "replicated": float(replicated.mean()),
+        "p_value_median": float(np.median(p)),
+        "frac_outside_95": float(np.mean((p < 0.025) | (p > 0.975))),
+    }
+
+
 def diagnose(
     idata,
     out: str | Path | None = None,
@@ -400,6 +620,8 @@ def diagnose(
     * ``az.summary`` (mean, sd, HDI, MCSE, ESS bulk/tail, R-hat) → ``summary.csv``;
     * ``az.loo`` and ``az.waic`` when there is a ``log_likelihood`` group;
     * ``trace.png`` (``az.plot_trace``) and ``posterior.png`` (``az.plot_posterior``);
+    * with a ``posterior_predictive`` group: ``ppc.png`` (``az.plot_ppc`` of the
+      values, and of the mean value per image) and :func:`predictive_check`;
     * ``inference_data.nc`` (netCDF via h5netcdf);
     * with ``khat`` (the guide's PSIS k̂ per point): ``khat.png``, a histogram
       with a line at 0.7;
@@ -415,6 +637,8 @@ def diagnose(
         if "log_likelihood" in idata.groups():
             result.loo = _elpd(az.loo(idata, pointwise=True), "loo")
             result.waic = _elpd(az.waic(idata), "waic")
+        if "obs" in _predictive_pairs(idata):
+            result.posterior_predictive = predictive_check(idata, "obs")
     result.notes = sorted(
         {str(w.message).splitlines()[0] for w in caught if w.category is not FutureWarning}
     )
@@ -445,6 +669,9 @@ def _plot(idata, out: Path, var_names, khat) -> dict[str, str]:
     paths = {}
     if "posterior" in idata.groups():
         paths.update(_plot_posterior(idata, out, var_names))
+    pairs = _predictive_pairs(idata)
+    if pairs:
+        paths["ppc"] = _plot_ppc(idata, pairs, out / "ppc.png")
     if khat is not None:
         paths["khat"] = _plot_khat(khat, out / "khat.png")
     return paths
@@ -471,6 +698,50 @@ def _plot_posterior(idata, out: Path, var_names) -> dict[str, str]:
             plt.close(fig)
             paths[name] = str(out / f"{name}.png")
     return paths
+
+
+def _plot_ppc(idata, var_names: Sequence[str], path: Path, num_pp_samples: int = 50) -> str:
+    """``az.plot_ppc`` per variable: its values pooled over images and pixels (left), and,
+    for a variable with per-image values, the mean value per image (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    az = _az()
+    panels = []
+    for name in var_names:
+        pooled = idata.observed_data[name].ndim > 1
+        panels.append((f"{name}: values, all images" if pooled else name, idata, name))
+        if pooled:
+            stat = az.from_dict(
+                posterior_predictive={
+                    f"{name}_mean": _image_statistic(idata.posterior_predictive[name].values, 2)
+                },
+                observed_data={
+                    f"{name}_mean": _image_statistic(idata.observed_data[name].values, 0)
+                },
+                dims={f"{name}_mean": [POINT_DIM]},
+            )
+            panels.append((f"{name}: mean value per image", stat, f"{name}_mean"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    draws = idata.posterior_predictive.sizes["chain"] * idata.posterior_predictive.sizes["draw"]
+    with warnings.catch_warnings():  # ArviZ 0.23 under matplotlib 3.11 warns per artist
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for ax, (title, data, var) in zip(axes[0], panels):
+            az.plot_ppc(
+                data,
+                var_names=[var],
+                ax=ax,
+                num_pp_samples=min(num_pp_samples, draws),
+                random_seed=0,
+            )
+            ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return str(path)
 
 
 def _plot_khat(khat, path: Path) -> str:

@@ -194,12 +194,7 @@ class Trainer:
         distributed.check_batches(dataset.train.shape[0], config.batch_size, self.dist)
         self.model = model.to(self.device)
         self.guide = guide.to(self.device)
-        # a Bayesian decoder's weights are global: its particles cannot share one vectorised pass
-        self.objective = make_objective(
-            config.objective,
-            config.particles,
-            vectorize_particles=config.part("decoder").vectorizable,
-        )
+        self.objective = make_objective(config.objective, config.particles)
         # D + βR (Alemi et al. 2018); β is set before every step from the schedule
         self.beta_schedule = build_beta_schedule(config)
         self.beta_objective = BetaScaled(self.objective, beta=self.beta_schedule(0.0))

@@ -31,8 +31,6 @@ class PointWeights:
     """Point estimates of the decoder's weights: ordinary (maximum-ELBO) training."""
 
     options: tuple[Option, ...] = ()
-    #: its particles can share one vectorised pass (every site is inside the data plate)
-    vectorizable = True
 
     @staticmethod
     def decoder(config: Any, in_features: int, hidden: Sequence[int], out_features: int):
@@ -66,8 +64,10 @@ class BayesianWeights:
 
     .. warning:: The weights are global sites, outside the data plate: the
         objective must be ``trace`` or ``meanfield`` (per-point objectives such as
-        IWAE and BILBO cannot score them), and the L particles of a step are drawn
-        one at a time, not in one vectorised pass.
+        IWAE and BILBO cannot score them). The L particles of a step share one
+        vectorised pass (:class:`~pyrovae.models.bayesian.BayesianLinear` broadcasts
+        over their draws); with L > 1 the numbers differ from pyrovae 0.1.0, which
+        drew them one at a time.
     """
 
     options = (WEIGHT_INIT_SCALE, WEIGHT_SAMPLES, INIT_FROM)
@@ -79,7 +79,6 @@ class BayesianWeights:
             "site inside the data plate",
         ),
     )
-    vectorizable = False
 
     @staticmethod
     def decoder(config: Any, in_features: int, hidden: Sequence[int], out_features: int):

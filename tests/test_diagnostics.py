@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 
 import numpy as np
 import pyro
@@ -66,9 +67,16 @@ def test_nuts_recovers_the_conjugate_posterior_and_writes_every_file(tmp_path):
     assert idata.log_likelihood["obs"].shape == (2, 200, 25)
     assert result.loo["points"] == 25 and np.isfinite(result.loo["elpd_loo"])
     assert result.loo["frac_pareto_k_above_0.7"] == 0.0
+    # one replicated y per draw (Predictive on the draws): y and ỹ share the "image" dim
+    assert idata.posterior_predictive["obs"].dims == ("chain", "draw", "image")
+    assert idata.observed_data["obs"].dims == ("image",)
+    assert idata.posterior_predictive["obs"].values.std() == pytest.approx(
+        (SIGMA**2 + sd**2) ** 0.5, rel=0.1
+    )
+    assert 0.1 < result.posterior_predictive["p_value_median"] < 0.9
     for name in ("summary.csv", "inference_data.nc", "diagnostics.json"):
         assert (tmp_path / name).stat().st_size > 0
-    for name in ("trace.png", "posterior.png"):
+    for name in ("trace.png", "posterior.png", "ppc.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
     import arviz as az
 
@@ -148,6 +156,61 @@ def test_khat_works_for_every_guide(tmp_path):
     assert idata.posterior["decoder.2.weight"].shape == (2, 15, 4)
     assert idata.log_likelihood["obs"].shape == (2, 15, 20)
     assert idata.observed_data["obs"].shape == (20, 12)
+    assert idata.posterior_predictive["obs"].shape == (2, 15, 20, 12)
+    assert idata.posterior_predictive["obs"].dtype == np.float32  # Gaussian: continuous
+
+
+def _bernoulli_bayesian_vae():
+    return VAE(12, 2, decoder=bayesian_decoder(2, [5], 12, weight_prior_scale=0.5))
+
+
+def test_vi_inference_data_follows_the_schema_that_loo_compare_and_plot_ppc_read():
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    x = torch.bernoulli(torch.full((20, 12), 0.3))
+    model = _bernoulli_bayesian_vae()
+    runs, guides = {}, {}
+    for name, scale in (("narrow", 0.01), ("wide", 0.3)):
+        guides[name] = FullVBGuide(DiagonalGaussian(12, 2, [8]), model, weight_init_scale=scale)
+        runs[name] = vi_inference_data(
+            model, guides[name], x, num_chains=2, num_draws=15, iw_samples=3, entries=None
+        )
+    idata = runs["wide"]
+    groups = {"posterior", "log_likelihood", "posterior_predictive", "observed_data"}
+    assert set(idata.groups()) == groups | {"sample_stats"}
+    assert idata.log_likelihood["obs"].dims == ("chain", "draw", "image")
+    assert idata.observed_data["obs"].dims == ("image", "pixel")
+    assert idata.posterior_predictive["obs"].dims == ("chain", "draw", "image", "pixel")
+    assert idata.posterior_predictive["obs"].shape == (2, 15, 20, 12)
+    assert idata.sample_stats["lp"].dims == ("chain", "draw")
+    # binary pixels are stored as integers: ArviZ plots them as discrete values
+    assert idata.observed_data["obs"].dtype == np.int8
+    assert idata.posterior_predictive["obs"].dtype == np.int8
+    np.testing.assert_array_equal(idata.observed_data["obs"].values, x.numpy())
+    # sample_stats of a draw: lp = log p(θ) + Σ_i log p̂(x_i | θ), log_q = log q(θ), at the
+    # θ whose entries the posterior group holds (all of them here)
+    guide, (c, d) = guides["wide"], (1, 7)
+    theta = {
+        n: torch.as_tensor(idata.posterior[n].values[c, d])
+        .float()
+        .reshape(guide.weights.loc(n).shape)
+        for n in guide.weights.site_names
+    }
+    log_q, log_p = full_vb.weight_log_densities(guide, theta)
+    ll = idata.log_likelihood["obs"].values[c, d].sum()
+    assert idata.sample_stats["lp"].values[c, d] == pytest.approx(log_p.item() + ll, rel=1e-5)
+    assert idata.sample_stats["log_q"].values[c, d] == pytest.approx(log_q.item(), rel=1e-5)
+    # PSIS-LOO leaves out one image at a time
+    with warnings.catch_warnings():  # high Pareto k on an untrained model; pandas deprecations
+        warnings.simplefilter("ignore")
+        loo = az.loo(idata, pointwise=True)
+        table = az.compare(runs)
+    assert loo.loo_i.dims == ("image",) and loo.loo_i.shape == (20,)
+    assert sorted(table.index) == ["narrow", "wide"] and table["rank"].min() == 0
+    axes = az.plot_ppc(idata, num_pp_samples=10, random_seed=0)
+    assert np.ravel(axes)[0].get_xlabel() == "obs"
+    plt.close("all")
 
 
 def test_guide_log_ratios_are_the_per_point_log_weights():
@@ -223,12 +286,17 @@ def test_cli_trains_a_bayesian_decoder_and_diagnoses_it(tmp_path):
         rows = list(csv.reader(f))
     assert len(rows) == 1 + 4 * 2  # header + 4 weight sites × 2 entries
     assert rows[1][0] == "decoder.0.weight[0,0]" and "r_hat" in rows[0]
-    for name in ("trace", "posterior", "khat"):
+    for name in ("trace", "posterior", "khat", "ppc"):
         assert (out / f"{name}.png").read_bytes()[:8] == PNG
+    assert report["posterior_predictive"]["statistic"] == "mean value per image"
+    assert "posterior_predictive:" in result.output
     import arviz as az
 
     idata = az.from_netcdf(out / "inference_data.nc")
     assert dict(idata.posterior.sizes)["chain"] == 2 and dict(idata.posterior.sizes)["draw"] == 20
+    assert idata.posterior_predictive["obs"].shape == (2, 20, 30, 64)  # 8 × 8 digits
+    assert idata.observed_data["obs"].dims == ("image", "pixel")
+    assert set(idata.sample_stats.data_vars) == {"lp", "log_q"}
     result = _invoke("diagnose", run, *QUICK, "--sites", "decoder.9.weight")
     assert result.exit_code != 0 and "unknown sites" in result.output
     assert "Traceback" not in result.output

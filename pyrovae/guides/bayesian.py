@@ -176,10 +176,18 @@ class FullVBGuide(PyroModule):
     :param init: initial μ of q(θ): ``"default"`` (torch's ``nn.Linear`` init) or ``"aevb"``.
     :param weight_samples: S, the draws θ ~ q(θ) that evaluation averages over.
 
-    .. warning:: The weight sites are global: importance weights, Predictive
-        and vectorised particles over the whole model do not apply to them.
-        Evaluate through :mod:`pyrovae.infer.full_vb`, which conditions on one
-        θ at a time.
+    The weight sites are global (outside the data plate). Pyro's vectorised
+    tools apply to the whole model: :class:`pyro.infer.Predictive` (both
+    ``parallel`` settings; a weight site comes back as ``(S, 1, *shape)``) and
+    ``Trace_ELBO``/``TraceMeanField_ELBO`` with ``vectorize_particles=True``
+    (the decoder broadcasts over the particle dim,
+    :func:`pyrovae.models.bayesian.batched_linear`).
+
+    .. warning:: Per-data-point importance weights (IWAE, BILBO, PSIS k̂ of
+        q(z|x), IW log-likelihoods) do not apply to a global site: a single
+        θ is shared by every point, so log p(θ) − log q(θ) cannot be split
+        among them. Evaluate through :mod:`pyrovae.infer.full_vb`, which
+        conditions on one θ at a time.
     """
 
     def __init__(

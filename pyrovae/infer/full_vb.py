@@ -30,7 +30,13 @@ other way round). Its primitives:
   for point summaries (reconstruction MSE, plots, samples);
 * **the reconstruction spread** (:func:`reconstruction_spread`): the standard
   deviation across θ_s of E[x | z = E_q[z|x], θ_s], averaged over pixels — how
-  much the weight uncertainty moves a reconstruction.
+  much the weight uncertainty moves a reconstruction;
+* **stacked draws** as Pyro's vectorised machinery returns them
+  (:class:`pyro.infer.Predictive` with ``parallel=True``, ELBOs with
+  ``vectorize_particles=True``: a weight site of shape ``(S, 1, *shape)``, the 1
+  the data plate's position) split into one ``{site: tensor}`` per draw
+  (:func:`unstack_weights`), and the log-densities log q(θ_s), log p(θ_s) of a
+  draw (:func:`weight_log_densities`).
 
 With them :func:`pyrovae.infer.evaluation.iw_log_likelihood` estimates, for a
 full-VB guide,
@@ -88,6 +94,43 @@ def sample_weights(guide, num_samples: int) -> list[Weights]:
         trace = poutine.trace(guide.weights).get_trace()
         draws.append({n: s["value"].detach() for n, s in _sites(trace)})
     return draws
+
+
+def unstack_weights(guide, samples: Mapping[str, torch.Tensor]) -> list[Weights]:
+    """S draws stacked along the first dim → S dicts ``{site: tensor of the site's shape}``.
+
+    :param samples: ``{site: (S, ..., *shape)}`` for every weight site of the
+        guide, e.g. what :class:`pyro.infer.Predictive` returns for a global
+        site, ``(S, 1, *shape)``; other keys are ignored.
+    """
+    _require(guide)
+    names = guide.weights.site_names
+    missing = [n for n in names if n not in samples]
+    if missing:
+        raise ValueError(f"no draws of the weight sites {missing}")
+    flat = {}
+    for name in names:
+        value = samples[name]
+        flat[name] = value.reshape(value.shape[0], *guide.weights.loc(name).shape)
+    num = {v.shape[0] for v in flat.values()}
+    if len(num) != 1:
+        raise ValueError(f"weight sites hold different numbers of draws: {sorted(num)}")
+    return [{n: v[s] for n, v in flat.items()} for s in range(num.pop())]
+
+
+@torch.no_grad()
+def weight_log_densities(
+    guide, weights: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log q(θ), log p(θ))`` of one draw θ, each summed over every weight site (scalars)."""
+    _require(guide)
+    q_trace, p_trace = _prior_and_posterior(guide, weights)
+    log_q = torch.zeros(())
+    log_p = torch.zeros(())
+    for name, site in _sites(q_trace):
+        log_q = log_q + site["fn"].log_prob(site["value"]).sum().cpu()
+        log_p = log_p + p_trace.nodes[name]["fn"].log_prob(site["value"]).sum().cpu()
+    return log_q, log_p
 
 
 def posterior_mean(guide) -> Weights:

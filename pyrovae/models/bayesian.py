@@ -29,13 +29,27 @@ Site names mirror the point-estimate decoder's ``state_dict`` keys
 (``decoder.0.weight`` ↔ site ``"decoder.0.weight"``), so a trained VAE's
 weights can seed q(θ)'s means (:func:`pyrovae.weights.initialise_from_run`).
 
+**Vectorised draws.** Pyro's vectorised machinery puts a plate of draws at
+dim −2 (``max_plate_nesting=1``): :class:`pyro.infer.Predictive` with
+``parallel=True`` and every ELBO with ``vectorize_particles=True``. A global
+weight site then has shape ``(S, 1, out, in)`` (the 1 is the data plate's
+position) and the decoder's input ``(S, B, in)``; a sequential ``Predictive``
+conditions each draw as ``(1, out, in)``. :class:`BayesianLinear` broadcasts
+over these leading sample dims (:func:`batched_linear`: one matrix product per
+draw), and keeps ``F.linear`` for a single ``(out, in)`` draw, so the
+unvectorised numbers are unchanged::
+
+    Predictive(poutine.uncondition(vae), guide=full_vb_guide, num_samples=S,
+               parallel=True)(x)["obs"]                       # (S, B, D)
+    Trace_ELBO(num_particles=K, vectorize_particles=True, max_plate_nesting=1)
+
 .. warning:: Outside any inference handler, *reading* a weight samples it from
     the prior: ``VAE.decode`` and ``VAE.sample`` of a Bayesian VAE then use prior
     weights. Decode with posterior weights under
     :func:`pyrovae.infer.full_vb.posterior_weights` (``poutine.condition`` on
     q(θ)'s means), or replay a guide trace. Called inside ``pyro.plate("data")``
-    the weights would be batched per data point and the decoder fails: never
-    call it there (PITFALLS).
+    the weights would be drawn once per data point (shape ``(B, out, in)``): a
+    different model, with local weights. Never call it there (PITFALLS).
 """
 
 from __future__ import annotations
@@ -56,6 +70,78 @@ from pyrovae.nets import INITS
 from pyrovae.options import options_of
 
 
+def _with_data_position(value: torch.Tensor, event_dim: int, data_rank: int) -> torch.Tensor:
+    """A global site's value with a size-1 data-plate position left of its event dims.
+
+    ``value`` has shape ``(*sample, *event)``; when it has fewer batch dims than
+    the input has (``data_rank``, the input's dims left of its features, the last
+    being the data dim), the draws are stacked without Pyro's placeholder for
+    the data plate (e.g. ``(S, out, in)``), and one is inserted: ``(*sample, 1,
+    *event)``.
+    """
+    if value.dim() - event_dim < data_rank:
+        value = value.unsqueeze(-event_dim - 1)
+    return value
+
+
+def _broadcast_shapes(*shapes: torch.Size) -> torch.Size:
+    """``torch.broadcast_shapes`` without its first-call import of ``torch._refs`` (0.7 s)."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for dims in zip(*((1,) * (rank - len(s)) + tuple(s) for s in shapes)):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return torch.Size(out)
+
+
+def batched_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    r"""``x Wᵀ + b`` with draws of ``W`` and ``b`` that carry leading sample dimensions.
+
+    Pyro lays out a global site (outside ``pyro.plate("data", dim=-1)``) drawn
+    under an outer particle plate (``vectorize_particles``, or
+    :class:`pyro.infer.Predictive` with ``parallel=True``; both at dim −2 for
+    ``max_plate_nesting=1``) as ``W`` of shape ``(S, 1, out, in)`` and ``b`` of
+    shape ``(S, 1, out)``, against inputs ``x`` of shape ``(S, B, in)``:
+    batch dimensions align from the right, the last being the data plate's,
+    size 1 for a global site. The output is ``(S, B, out)``, one
+    ``(B, in) × (in, out)`` matrix product per draw (``torch.matmul``).
+
+    Also accepted:
+
+    * stacked draws without the data position, ``W`` ``(S, out, in)``, ``b``
+      ``(S, out)`` (what ``Predictive(posterior_samples=...)`` with
+      ``parallel=True`` passes on for draws stacked by the user), when ``x`` has
+      more batch dims than they do: the missing data position is inserted
+      (:func:`_with_data_position`). With as many batch dims as ``x`` the
+      weight's last batch dim is the data position, as in Pyro;
+    * draws whose sample dims are all 1 (one particle, or one draw of a
+      sequential :class:`~pyro.infer.Predictive`, ``(1, out, in)``): computed by
+      ``F.linear`` on the single matrix, the numbers of the unbatched layer;
+    * a weight per data point (``(..., B, out, in)``, the decoder called inside
+      the data plate): a batched vector–matrix product.
+
+    :param x: inputs ``(*batch, in)``.
+    :param weight: ``(*sample, out, in)``.
+    :param bias: ``(*sample, out)``.
+    :returns: ``(*broadcast(batch, sample), out)``.
+    """
+    data_rank = x.dim() - 1
+    weight = _with_data_position(weight, 2, data_rank)
+    bias = _with_data_position(bias, 1, data_rank)
+    out_shape = _broadcast_shapes(x.shape[:-1], weight.shape[:-2], bias.shape[:-1])
+    out_shape = out_shape + weight.shape[-2:-1]
+    if all(d == 1 for d in weight.shape[:-2]) and all(d == 1 for d in bias.shape[:-1]):
+        y = F.linear(x, weight.reshape(weight.shape[-2:]), bias.reshape(bias.shape[-1:]))
+        return y.reshape(out_shape)
+    if weight.dim() > 2 and weight.shape[-3] == 1:  # global: one matrix product per draw
+        y = torch.matmul(x, weight.squeeze(-3).transpose(-1, -2))
+    else:  # a weight per data point
+        y = torch.matmul(x.unsqueeze(-2), weight.transpose(-1, -2)).squeeze(-2)
+    return (y + bias).expand(out_shape)
+
+
 class BayesianLinear(PyroModule):
     """An affine map ``x ↦ x Wᵀ + b`` with ``W`` and ``b`` drawn from ``prior``.
 
@@ -74,7 +160,16 @@ class BayesianLinear(PyroModule):
         self.bias = PyroSample(lambda self: self.prior((self.out_features,)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        """``x Wᵀ + b`` for ``x`` of shape ``(..., in_features)``.
+
+        One draw (``W`` of shape ``(out, in)``) is ``F.linear``, bit for bit the
+        point-estimate layer; draws with leading sample dimensions broadcast
+        (:func:`batched_linear`).
+        """
+        weight, bias = self.weight, self.bias
+        if weight.dim() == 2 and bias.dim() == 1:
+            return F.linear(x, weight, bias)
+        return batched_linear(x, weight, bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
