@@ -159,6 +159,8 @@ def _train_in_folder(trainer: Trainer, run: RunFolder, state: dict | None, datas
             trainer.metrics = [r for r in run.read_metrics() if r["epoch"] <= trainer.epoch]
         if not same_model(state["config"], config.to_dict()):
             trainer.save()  # an extended schedule: the checkpoint now names it, as config.json will
+        elif run.read_metrics() != trainer.metrics:  # killed between checkpoint and metrics
+            run.write_metrics(trainer.metrics)
     with lifecycle.tracking(run, trainer) as enter:
         run.write_config(
             {

@@ -219,3 +219,19 @@ def test_a_kill_at_any_phase_loses_nothing(reference, tmp_path, moment):
     assert run.read_status()["state"] == "complete"
     assert not list(out.rglob(".*.tmp"))
     assert _numbers(out) == reference
+
+
+def test_a_kill_between_the_checkpoint_and_the_metrics_loses_no_row(reference, tmp_path):
+    """The checkpoint is written first and holds the rows: a resume restores the metrics
+    file from it (found by benchmarks/kill_trials.py: a kill right after the last
+    epoch's checkpoint left metrics.jsonl one row short)."""
+    out = tmp_path / "run"
+    done = _cli("train", *RUN, "--out", out)
+    assert done.returncode == 0, done.stderr
+    metrics = out / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().splitlines(keepends=True)[0])  # as if killed there
+    (out / "summary.json").unlink()
+    RunFolder(out).write_status("running", epoch=2, step=26, phase="training")
+    done = _cli("train", "--out", out, "--resume", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert _numbers(out) == reference
