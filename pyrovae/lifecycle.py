@@ -75,7 +75,10 @@ def differences(saved: RunConfig, config: RunConfig, keys: Iterable[str]) -> lis
 
 
 def begun_epochs(run: RunFolder) -> int:
-    """Epochs the checkpoint has begun: one more than finished if taken mid-epoch."""
+    """Epochs the checkpoint has begun: one more than finished if taken mid-epoch (0 before
+    the first checkpoint)."""
+    if not run.checkpoint_path.exists():
+        return 0
     state = run.load_checkpoint()
     return int(state["epoch"]) + (int(state.get("position", 0)) > 0)
 

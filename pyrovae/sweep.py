@@ -103,15 +103,15 @@ class SweepResult:
 
 
 def _state(folder: Path, config: RunConfig) -> str:
-    """``"finished"`` (status complete, agreeing on the given options), ``"partial"`` or
-    ``"new"``; decided from ``status.json``, never from which files happen to exist."""
+    """``"finished"`` (status complete, its summary there, agreeing on the given options),
+    ``"partial"`` or ``"new"``: a summary without a complete status is not finished."""
     from pyrovae.lifecycle import differences
     from pyrovae.run import RunFolder, saved_config
 
     run = RunFolder(folder)
     if not run.exists():
         return "new"
-    if run.read_status().get("state") != "complete":
+    if run.read_status().get("state") != "complete" or not run.summary_path.exists():
         return "partial"
     keys = config.given - set(_IGNORED_KEYS)
     return "partial" if differences(saved_config(run), config, keys) else "finished"

@@ -97,8 +97,8 @@ def train(
         config = RunConfig.from_dict(config)
     run = RunFolder(out) if out is not None else None
     resuming = lifecycle.claim(run, resume, overwrite) if run is not None else False
-    if resuming:
-        config = lifecycle.resumed_config(run, config)
+    if resume and run is not None and run.exists():  # (a run killed before its first
+        config = lifecycle.resumed_config(run, config)  # checkpoint restarts with its config)
     context = distributed.setup(resolve_device(config.device))
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -161,16 +161,16 @@ def _train_in_folder(trainer: Trainer, run: RunFolder, state: dict | None, datas
             trainer.save()  # an extended schedule: the checkpoint now names it, as config.json will
         elif run.read_metrics() != trainer.metrics:  # killed between checkpoint and metrics
             run.write_metrics(trainer.metrics)
+    run.write_config(  # before the status: a run with a status always has its settings
+        {
+            "config": config.to_dict(),
+            "data_dim": dataset.data_dim,
+            "image_shape": list(dataset.image_shape),
+            "num_train": dataset.train.shape[0],
+            "pyrovae_version": pyrovae.__version__,
+        }
+    )
     with lifecycle.tracking(run, trainer) as enter:
-        run.write_config(
-            {
-                "config": config.to_dict(),
-                "data_dim": dataset.data_dim,
-                "image_shape": list(dataset.image_shape),
-                "num_train": dataset.train.shape[0],
-                "pyrovae_version": pyrovae.__version__,
-            }
-        )
         trainer.fit()
         if not run.checkpoint_path.exists():  # epochs=0: the untrained model is still a run
             trainer.save()

@@ -235,3 +235,19 @@ def test_a_kill_between_the_checkpoint_and_the_metrics_loses_no_row(reference, t
     done = _cli("train", "--out", out, "--resume", "--no-progress")
     assert done.returncode == 0, done.stderr
     assert _numbers(out) == reference
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_with_its_own_settings(
+    reference, tmp_path
+):
+    """Found by benchmarks/kill_trials.py: a kill 7 ms into training left config.json and
+    a running status but no checkpoint, and --resume then trained the defaults instead."""
+    out = tmp_path / "run"
+    done = _cli("train", *RUN, "--out", out)
+    assert done.returncode == 0, done.stderr
+    for name in ("checkpoint.pt", "metrics.jsonl", "summary.json"):
+        (out / name).unlink()
+    RunFolder(out).write_status("running", epoch=0, step=0, phase="training")
+    done = _cli("train", "--out", out, "--resume", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert _numbers(out) == reference
