@@ -28,15 +28,34 @@ resumes at an epoch's end (resumed mid-epoch, after a signal, the rest of
 that epoch draws other noise). (A single process keeps its usual RNG stream, which is
 why a W-process run equals the single-process run only where the noise does
 not matter — the test uses a near-deterministic guide.)
+
+**Batch statistics are global.** BILBO's floating prior (``m_j``, the batch
+mean of ``μ_j²``) and BAGGINS's σ² (residual mean square and signal variance)
+are statistics of the *whole* minibatch, not of one shard. Inside the forward
+pass of the module that :func:`wrap` returns they are computed as
+:class:`torch.nn.SyncBatchNorm` computes its moments: each process sums over
+its shard, the sums and counts are all-reduced (:func:`sum_over_processes`,
+whose backward all-reduces the gradient, so gradients flow through the
+statistics to every shard), and the ratio is taken. With DDP averaging the
+gradients, a ``W``-process step is then the single-process step on the
+combined batch for every objective, shards of one point included. Outside that
+forward pass — one process, evaluation on rank 0, a module wrapped in a plain
+``DistributedDataParallel`` — nothing is reduced (see
+:func:`synchronized_batch_statistics` to opt in elsewhere), and the
+single-process computation is the unchanged one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -114,20 +133,96 @@ def local_device(device: torch.device, ctx: Context) -> torch.device:
     return device
 
 
-def wrap(module: torch.nn.Module) -> torch.nn.Module:
-    """``DistributedDataParallel(module)``, without re-broadcasting buffers every step.
+#: the process group batch statistics are reduced over, while one is in effect
+_STATISTICS_GROUP: contextvars.ContextVar[tuple | None] = contextvars.ContextVar(
+    "pyrovae_statistics_group", default=None
+)
 
-    The buffers (input scales, frozen constants) are equal on every process; DDP's
-    option for that was renamed in torch 2.13 (``broadcast_buffers`` →
-    ``forward_sync_buffers``).
+
+@contextlib.contextmanager
+def synchronized_batch_statistics(group=None) -> Iterator[None]:
+    """Within this context, batch statistics are sums over the processes of ``group``.
+
+    The module :func:`wrap` returns enters it around every forward pass; enter it
+    yourself around the forward pass of a module you wrap in DDP another way. It has
+    an effect only when ``torch.distributed`` is initialised and the group has more
+    than one process; every process of the group must then compute the same
+    statistics in the same order (as they do in one DDP forward pass).
+
+    :param group: the process group (default: the world).
+    """
+    token = _STATISTICS_GROUP.set((group,))
+    try:
+        yield
+    finally:
+        _STATISTICS_GROUP.reset(token)
+
+
+def synchronizing() -> bool:
+    """Whether batch statistics are being reduced across processes here and now."""
+    active = _STATISTICS_GROUP.get()
+    return (
+        active is not None
+        and dist.is_available()
+        and dist.is_initialized()
+        and dist.get_world_size(active[0]) > 1
+    )
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """``all_reduce(SUM)`` with its gradient: the backward pass all-reduces the gradient.
+
+    Process ``r``'s input ``s_r`` enters every process's output ``Σ_r s_r``, so the
+    gradient of the sum of all processes' losses with respect to ``s_r`` is the sum of
+    their output gradients (as in ``torch.nn.SyncBatchNorm``).
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad, None
+
+
+def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over the processes (differentiably) when :func:`synchronizing`.
+
+    Otherwise ``tensor`` itself. Every process must pass a tensor of the same shape.
+    """
+    if not synchronizing():
+        return tensor
+    return _SumOverProcesses.apply(tensor, _STATISTICS_GROUP.get()[0])
+
+
+class SynchronizedDDP(DistributedDataParallel):
+    """``DistributedDataParallel`` whose forward pass reduces batch statistics globally."""
+
+    def forward(self, *args, **kwargs):
+        with synchronized_batch_statistics(self.process_group):
+            return super().forward(*args, **kwargs)
+
+
+def wrap(module: torch.nn.Module) -> torch.nn.Module:
+    """``SynchronizedDDP(module)``, without re-broadcasting buffers every step.
+
+    Its forward pass runs inside :func:`synchronized_batch_statistics`, so BILBO's
+    and BAGGINS's batch statistics are those of the combined batch (module
+    docstring). The buffers (input scales, frozen constants) are equal on every
+    process; DDP's option for that was renamed in torch 2.13 (``broadcast_buffers``
+    → ``forward_sync_buffers``).
     """
     import inspect
 
-    from torch.nn.parallel import DistributedDataParallel
-
     params = inspect.signature(DistributedDataParallel.__init__).parameters
     option = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
-    return DistributedDataParallel(module, **{option: False})
+    return SynchronizedDDP(module, **{option: False})
 
 
 def check_batches(num_data: int, batch_size: int, ctx: Context) -> None:

@@ -95,3 +95,27 @@ def test_parameters_that_are_not_k_by_d_are_refused():
         DiagonalNormalMixture(
             dist.Categorical(logits=torch.zeros(3)), torch.zeros(3, 2), torch.ones(3, 1)
         )
+
+
+def test_validate_args_false_reaches_the_components():
+    logits, loc, bad_scale = torch.zeros(3), torch.zeros(3, 2), -torch.ones(3, 2)
+    m = DiagonalNormalMixture(
+        dist.Categorical(logits=logits), loc, bad_scale, validate_args=False
+    )  # no check of the scale, here or in the inner Normal
+    normal = m.component_distribution.base_dist
+    assert not (m._validate_args or m.component_distribution._validate_args)
+    assert not normal._validate_args and not m.expand((4,)).component_distribution._validate_args
+    with pytest.raises(ValueError, match="scale"):
+        DiagonalNormalMixture(dist.Categorical(logits=logits), loc, bad_scale, validate_args=True)
+    # the default still follows the global switch
+    with pyro.validation_enabled(True), pytest.raises(ValueError, match="scale"):
+        DiagonalNormalMixture(dist.Categorical(logits=logits), loc, bad_scale)
+
+
+def test_repr_names_the_class_and_its_parameters():
+    m = DiagonalNormalMixture(
+        dist.Categorical(logits=torch.zeros(3)), torch.zeros(3, 2), torch.ones(3, 2)
+    )
+    for text in (repr(m), repr(m.expand((4,)))):
+        assert text.startswith("DiagonalNormalMixture(") and "MixtureSameFamily" not in text
+        assert "Categorical" in text and "loc: torch.Size" in text and "scale: torch.Size" in text

@@ -268,10 +268,21 @@ def test_freeze_sets_the_training_set_aggregate_and_evaluation_ignores_batch_siz
 
 
 def test_sampling_needs_a_frozen_variance():
-    loc = torch.rand(4, D)
-    with pytest.raises(ValueError, match="frozen_variance"):
-        BagginsNormal(loc, 3.0).sample()
-    assert BagginsNormal(loc, 3.0, frozen_variance=0.1).sample((2,)).shape == (2, 4, D)
+    loc = torch.rand(4, D, requires_grad=True)
+    batch = BagginsNormal(loc, 3.0)
+    assert not batch.has_rsample  # what Pyro reads before it samples a site
+    for draw in (batch.sample, batch.rsample, batch):  # batch(): pyro.sample's call
+        with pytest.raises(NotImplementedError, match="frozen_variance"):
+            draw()
+    with pytest.raises(NotImplementedError, match="frozen_variance"):
+        _ = batch.variance
+    frozen = BagginsNormal(loc, 3.0, frozen_variance=0.1)
+    assert frozen.has_rsample and frozen.expand((3, 4)).has_rsample
+    assert frozen.sample((2,)).shape == (2, 4, D)
+    draws = frozen.rsample((2,))  # reparameterised: gradients reach loc
+    draws.sum().backward()
+    torch.testing.assert_close(loc.grad, torch.full((4, D), 2.0))
+    assert frozen.mask(torch.tensor([True, False, True, True])).sample().shape == (4, D)
 
 
 def test_whole_baggins_runs_are_invariant_to_the_data_scale(float64):
@@ -351,7 +362,8 @@ def test_baggins_expand_to_event_and_mask():
     mask = torch.tensor([True, False] * 3)
     masked = d.mask(mask).log_prob(x)
     torch.testing.assert_close(masked[~mask], torch.zeros(3))
-    torch.testing.assert_close(masked[mask], d.log_prob(x)[mask])
+    # the masked rows are out of the aggregate too: the kept rows score as a batch of three
+    torch.testing.assert_close(masked[mask], BagginsNormal(loc[mask], 3.0).log_prob(x[mask]))
 
 
 @SETTINGS

@@ -29,7 +29,7 @@ import math
 
 import torch
 from pyro.distributions import Categorical, MixtureSameFamily, Normal
-from torch.distributions import Independent
+from torch.distributions import Independent, constraints
 
 
 class DiagonalNormalMixture(MixtureSameFamily):
@@ -44,7 +44,14 @@ class DiagonalNormalMixture(MixtureSameFamily):
     :param mixture_distribution: ``Categorical`` over the ``K`` components.
     :param loc: component means ``μ``, shape ``(K, D)``.
     :param scale: component standard deviations ``σ > 0``, shape ``(K, D)``.
+    :param validate_args: as for every distribution; it applies to the components
+        built here too (``False`` checks neither ``loc`` nor ``scale``).
+        ``mixture_distribution`` keeps the setting it was built with.
     """
+
+    #: every point of R^D (torch's MixtureSameFamilyConstraint has no bijection in Pyro,
+    #: which kept AutoNormal from placing a mixture latent)
+    support = constraints.independent(constraints.real, 1)
 
     def __init__(
         self,
@@ -58,8 +65,23 @@ class DiagonalNormalMixture(MixtureSameFamily):
                 f"loc and scale must both have shape (K, D); got {tuple(loc.shape)} "
                 f"and {tuple(scale.shape)}"
             )
-        components = Independent(Normal(loc, scale), 1)
+        normal = Normal(loc, scale, validate_args=validate_args)
+        components = Independent(normal, 1, validate_args=validate_args)
         super().__init__(mixture_distribution, components, validate_args=validate_args)
+
+    @classmethod
+    def infer_shapes(cls, loc, scale=None, **arg_shapes) -> tuple[torch.Size, torch.Size]:
+        """``(batch_shape, event_shape) = ((), (D,))`` for ``loc`` and ``scale`` of shape (K, D)."""
+        if len(loc) != 2 or (scale is not None and tuple(scale) != tuple(loc)):
+            raise ValueError(f"loc and scale must both have shape (K, D); got {loc} and {scale}")
+        return torch.Size(), torch.Size(loc[-1:])
+
+    def __repr__(self) -> str:
+        normal = self.component_distribution.base_dist
+        return (
+            f"{type(self).__name__}(\n  mixture_distribution: {self.mixture_distribution},\n"
+            f"  loc: {normal.loc.size()},\n  scale: {normal.scale.size()})"
+        )
 
     def expand(self, batch_shape, _instance=None):
         """An expanded copy (as ``pyro.plate`` makes): its components are views of the same

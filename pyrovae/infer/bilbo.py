@@ -14,6 +14,18 @@ averaged over the batch, collapses to a log term, and
 the batch-averaged ELBO under the floating prior. ``½ Σ_j log(1 + m_j/v_j)``
 is the capacity of a Gaussian channel with signal power ``m`` and noise ``v``:
 the rate is the information the batch's codes carry.
+
+``m`` is a statistic of the batch, so "the batch" is made precise:
+
+* *Masking.* Points masked out of a site (``poutine.mask``, ``obs_mask``) are
+  left out of ``m``, have rate 0, and are passed as a mask into an observed
+  distribution whose log-probabilities are batch statistics (BAGGINS), so a
+  masked or padded point changes no other point's value.
+* *Data-parallel training.* Inside the forward pass of
+  :func:`pyrovae.distributed.wrap` the sums behind ``m`` and the point counts are
+  all-reduced over the processes (with gradients), so every process uses the
+  ``m`` of the combined batch, and a ``W``-process step equals the
+  single-process step (:mod:`pyrovae.distributed`).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Normal
 
+from pyrovae import distributed
 from pyrovae.infer.beta import unit_beta
 from pyrovae.infer.importance import per_point_log_prob, sample_sites, vectorized_traces
 from pyrovae.infer.loss_elbo import VectorizedLossELBO
@@ -58,8 +71,43 @@ def _check_constant_scale(name: str, scale: torch.Tensor, axis: int) -> None:
         )
 
 
+def _site_mask(site: dict) -> torch.Tensor | None:
+    """The site's mask (``poutine.mask``) as a tensor of the site's batch shape, or None."""
+    mask = site.get("mask")
+    if mask is None or mask is True:
+        return None
+    if mask is False:
+        mask = torch.zeros((), dtype=torch.bool, device=site["value"].device)
+    return mask.expand(site["fn"].batch_shape)
+
+
+def _batch_mean(values: torch.Tensor, axis: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """The mean of ``values`` over the data axis: over the points that count, on all processes.
+
+    One process, no mask: ``values.mean(axis)``. Otherwise sums and counts over the
+    points where ``mask`` is true, all-reduced over the processes of a synchronised
+    data-parallel forward pass (:func:`pyrovae.distributed.sum_over_processes`).
+    """
+    if mask is None and not distributed.synchronizing():
+        return values.mean(axis, keepdim=True)
+    if mask is None:
+        total = values.sum(axis, keepdim=True)
+        count = torch.full_like(total, values.shape[axis])
+    else:
+        keep = mask.reshape(mask.shape + (1,) * (values.dim() - mask.dim())).expand_as(values)
+        total = torch.where(keep, values, 0.0).sum(axis, keepdim=True)
+        count = keep.to(values.dtype).sum(axis, keepdim=True)
+    total, count = distributed.sum_over_processes(torch.stack([total, count])).unbind(0)
+    return total / count.clamp_min(1.0)
+
+
 def _floating_prior_rate(name: str, site: dict, particle_dim: int) -> torch.Tensor:
-    """``½ Σ_j log(1 + m_j / v_j)`` for one guide site, as a (K, B) per-point tensor."""
+    """``½ Σ_j log(1 + m_j / v_j)`` for one guide site, as a (K, B) per-point tensor.
+
+    ``m_j`` is the mean of ``μ_j²`` over the points of the batch that count (not
+    masked out; on every process of a synchronised data-parallel step); a masked-out
+    point has rate 0.
+    """
     fn = site["fn"]
     if not fn.has_rsample:
         raise ValueError(f"guide site {name!r} is not reparameterisable (no rsample)")
@@ -68,10 +116,26 @@ def _floating_prior_rate(name: str, site: dict, particle_dim: int) -> torch.Tens
     loc, scale = normal.loc.expand(shape), normal.scale.expand(shape)
     axis = _data_axis(site, name)
     _check_constant_scale(name, scale, axis)
-    m = loc.pow(2).mean(axis, keepdim=True)
+    mask = _site_mask(site)
+    m = _batch_mean(loc.pow(2), axis, mask)
     rate = 0.5 * torch.log1p(m / scale.pow(2))
     rate = rate.expand(shape).reshape(fn.batch_shape + (-1,)).sum(-1)
+    if mask is not None:
+        rate = torch.where(mask, rate, rate.new_zeros(()))
     return per_point_log_prob(site, name, particle_dim, log_p=rate)
+
+
+def _observed_log_prob(name: str, site: dict, particle_dim: int) -> torch.Tensor:
+    """The observed site's per-point log-likelihood, (K, B), its mask honoured.
+
+    A distribution whose log-probabilities are batch statistics (``aggregates_batch``,
+    e.g. BAGGINS) gets the site's mask itself, so masked points leave its aggregate.
+    """
+    fn, mask = site["fn"], _site_mask(site)
+    if mask is None or not getattr(fn, "aggregates_batch", False):
+        return per_point_log_prob(site, name, particle_dim)
+    log_p = fn.mask(mask).log_prob(site["value"])
+    return per_point_log_prob(site, name, particle_dim, log_p=log_p)
 
 
 def _site_scale(site: dict) -> float:
@@ -102,7 +166,8 @@ class BILBO(VectorizedLossELBO):
     .. warning:: BILBO is the ELBO under a prior fitted to the batch, **not** a
         lower bound on ``log p(x)`` under the model's fixed prior ``N(0, I)``;
         it is generally larger than that ELBO. It depends on the batch (``m`` is
-        a batch statistic), so its value shifts with the batch size. It
+        a batch statistic), so its value shifts with the batch size (under
+        data-parallel training, the combined batch's size). It
         requires every latent site to be a reparameterised Gaussian inside
         ``pyro.plate("data")`` whose scale is the same for every data point
         (:class:`~pyrovae.guides.constant.ConstantVariance`); a guide with
@@ -141,7 +206,7 @@ class BILBO(VectorizedLossELBO):
             scales.add(_site_scale(site))
         for name, site in sample_sites(model_trace):
             if site["is_observed"]:
-                neg_bilbo = neg_bilbo - per_point_log_prob(site, name, pdim)
+                neg_bilbo = neg_bilbo - _observed_log_prob(name, site, pdim)
                 scales.add(_site_scale(site))
             elif name not in guide_sites:
                 raise ValueError(f"BILBO needs the guide to sample every latent site; {name!r}")

@@ -27,8 +27,12 @@ PARTICLE_PLATE = "iw_particles"
 
 
 def _site_log_prob(site: dict) -> torch.Tensor:
-    log_p = site["fn"].log_prob(site["value"])
-    mask = site.get("mask")
+    fn, mask = site["fn"], site.get("mask")
+    if isinstance(mask, torch.Tensor) and getattr(fn, "aggregates_batch", False):
+        # a batch-level distribution (BAGGINS) must know the mask: its aggregate is taken
+        # over the rows that count, which poutine.mask alone cannot tell it
+        return fn.mask(mask).log_prob(site["value"])
+    log_p = fn.log_prob(site["value"])
     if mask is not None and mask is not True:
         log_p = log_p.masked_fill(~mask, 0.0) if isinstance(mask, torch.Tensor) else log_p * 0
     return log_p

@@ -142,6 +142,22 @@ def batched_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
     return (y + bias).expand(out_shape)
 
 
+class _LayerPrior:
+    """p(W) (or p(b), with ``bias=True``) of a :class:`BayesianLinear`.
+
+    A callable object rather than a lambda or function: Pyro renames a function prior
+    of a ``PyroSample`` in place, and neither survives pickling; this does, so the
+    model can be deep-copied and saved whole.
+    """
+
+    def __init__(self, bias: bool = False):
+        self.bias = bias
+
+    def __call__(self, layer: BayesianLinear):
+        shape = (layer.out_features,) if self.bias else (layer.out_features, layer.in_features)
+        return layer.prior(shape)
+
+
 class BayesianLinear(PyroModule):
     """An affine map ``x ↦ x Wᵀ + b`` with ``W`` and ``b`` drawn from ``prior``.
 
@@ -156,8 +172,8 @@ class BayesianLinear(PyroModule):
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.prior = prior
-        self.weight = PyroSample(lambda self: self.prior((self.out_features, self.in_features)))
-        self.bias = PyroSample(lambda self: self.prior((self.out_features,)))
+        self.weight = PyroSample(_LayerPrior())
+        self.bias = PyroSample(_LayerPrior(bias=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x Wᵀ + b`` for ``x`` of shape ``(..., in_features)``.
