@@ -80,6 +80,15 @@ def assert_png(path: Path, max_bytes: int = 300_000) -> None:
     assert path.stat().st_size < max_bytes
 
 
+@pytest.fixture
+def float64():
+    """Torch's default dtype is float64 for the test (exact comparisons of estimators)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_clear():
     """Every test starts from a fixed seed and an empty Pyro param store."""

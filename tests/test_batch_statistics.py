@@ -30,14 +30,6 @@ from pyrovae.models.vae import VAE
 D = 6
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 # -- masks: the aggregate is taken over the points that count ---------------------------------
 
 

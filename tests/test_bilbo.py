@@ -18,14 +18,6 @@ from pyrovae.models.vae import VAE
 D, LATENT, B, N, K = 10, 4, 16, 160, 3
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _pair(learn_scale: str = "vector"):
     model = VAE(D, LATENT, hidden=[12], likelihood=GaussianFixed(D, sigma=0.5))
     guide = ConstantVariance(D, LATENT, hidden=[12], posterior_scale=0.6, learn_scale=learn_scale)

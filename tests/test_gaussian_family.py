@@ -27,14 +27,6 @@ D = 8
 SETTINGS = settings(max_examples=40, deadline=None)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _tensors(shape, lo, hi):
     n = math.prod(shape)
     floats = st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=32)
