@@ -107,11 +107,6 @@ def names() -> dict[str, str]:
     return out
 
 
-def defaults() -> dict[str, Any]:
-    """The default value of every option."""
-    return {name: d.option.default for name, d in schema().items()}
-
-
 def resumable() -> frozenset[str]:
     """Options that may differ when a run is resumed (they do not define what it trains)."""
     return frozenset(name for name, d in schema().items() if d.option.resumable)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pyrovae.options import Needs, Option, needs_of, options_of
+from pyrovae.options import Option, options_of
 
 #: bumped by every :meth:`Registry.register`, so that what is generated from the
 #: declarations (the config schema, the command-line options) can be rebuilt
@@ -117,12 +117,6 @@ class Registry:
         for name in self._entries:
             for option in options_of(self.get(name)):
                 yield name, option
-
-    def options(self, name: str) -> tuple[Option, ...]:
-        return options_of(self.get(name))
-
-    def needs(self, name: str) -> tuple[Needs, ...]:
-        return needs_of(self.get(name))
 
 
 DATASETS = Registry(
