@@ -52,9 +52,9 @@ from pyrovae.train import train
 VARIANTS = {
     "point": {},
     "constant": {"guide": "constant", "learn_scale": "scalar"},
-    "full-vb": {"decoder": "bayesian"},
-    "mlsalt4": {"decoder": "bayesian", "weight_prior_scale": 1.0, "weight_init_scale": 1e-3},
-    "mixture": {"decoder": "bayesian", "weight_prior": "scale-mixture"},
+    "full-vb": {"weights": "bayesian"},
+    "mlsalt4": {"weights": "bayesian", "weight_prior_scale": 1.0, "weight_init_scale": 1e-3},
+    "mixture": {"weights": "bayesian", "weight_prior": "scale-mixture"},
 }
 COLUMNS = (
     "test_elbo",
@@ -117,7 +117,7 @@ def nuts_against_vi(args) -> dict:
     subset = dataclasses.replace(subset, test=subset.train, test_labels=subset.train_labels)
     config = dict(
         dataset="digits",
-        decoder="bayesian",
+        weights="bayesian",
         latent_dim=1,
         hidden=[],  # linear encoder and decoder: θ is 64 weights + 64 biases
         weight_prior_scale=1.0,

@@ -88,8 +88,24 @@ class IntList(click.ParamType):
         return items
 
 
+class NameOrPath(click.Choice):
+    """A registry name, or (any other value) a path: ``--dataset mnist`` or ``--dataset x.npy``."""
+
+    name = "name-or-path"
+
+    def convert(self, value, param, ctx):
+        if value in self.choices:
+            return value
+        return str(value)
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(map(str, self.choices)) + "|PATH]"
+
+
 def _click_type(declared) -> click.ParamType:
     option = declared.option
+    if declared.selects is not None and declared.selects.paths:
+        return NameOrPath(list(option.allowed()))
     if declared.selects is not None or option.choices is not None:
         return click.Choice(list(option.allowed()))
     if option.type is list:
@@ -97,6 +113,17 @@ def _click_type(declared) -> click.ParamType:
     if option.type is Path:
         return click.Path(file_okay=False)
     return {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}[option.type]
+
+
+def _readers(readers: tuple[tuple[str, str], ...]) -> list[str]:
+    """``[guide constant]``-style tags: the part names, grouped by kind when several kinds
+    read one option (``encoder conv, decoder conv|pixelcnn``)."""
+    kinds: dict[str, list[str]] = {}
+    for kind, part in readers:
+        kinds.setdefault(kind, []).append(part)
+    if len(kinds) <= 1:
+        return [part for _, part in readers]
+    return [", ".join(f"{kind} {'|'.join(parts)}" for kind, parts in kinds.items())]
 
 
 def config_option(name: str, declared, default=None) -> click.Option:
@@ -112,7 +139,7 @@ def config_option(name: str, declared, default=None) -> click.Option:
     if option.type is bool:
         flags = [f"{option.flag}/--no-{option.flag[2:]}"]
     default = option.default if default is None else default
-    tags = [part for _, part in declared.readers]
+    tags = _readers(declared.readers)
     tags.append(f"default: {option.default_text() if default == option.default else default}")
     param = click.Option(
         [*flags, name],
@@ -124,15 +151,20 @@ def config_option(name: str, declared, default=None) -> click.Option:
     return param
 
 
-def config_options(exclude: tuple[str, ...] = (), defaults: dict | None = None) -> list:
-    """A click option for every option of a run (:func:`pyrovae.config.schema`)."""
+def config_options(
+    exclude: tuple[str, ...] = (),
+    defaults: dict | None = None,
+    sections: tuple[str, ...] | None = None,
+) -> list:
+    """A click option for every option of a run (:func:`pyrovae.config.schema`), or of
+    the named ``sections`` only."""
     from pyrovae.config import schema
 
     defaults = defaults or {}
     return [
         config_option(name, declared, defaults.get(name))
         for name, declared in schema().items()
-        if name not in exclude
+        if name not in exclude and (sections is None or declared.section.name in sections)
     ]
 
 
@@ -144,8 +176,15 @@ class ConfigCommand(click.Command):
     sections of :data:`pyrovae.registry.SECTIONS`, after the command's own options.
     """
 
-    def __init__(self, *args, exclude: tuple[str, ...] = (), defaults: dict | None = None, **kw):
-        self._exclude, self._defaults = exclude, defaults
+    def __init__(
+        self,
+        *args,
+        exclude: tuple[str, ...] = (),
+        defaults: dict | None = None,
+        sections: tuple[str, ...] | None = None,
+        **kw,
+    ):
+        self._exclude, self._defaults, self._sections = exclude, defaults, sections
         self._generated: tuple[int, list] | None = None
         super().__init__(*args, **kw)
 
@@ -154,7 +193,7 @@ class ConfigCommand(click.Command):
         # one list object per generation: click appends to it and pops from it
         generation = registry.generation()
         if self._generated is None or self._generated[0] != generation:
-            options = config_options(self._exclude, self._defaults)
+            options = config_options(self._exclude, self._defaults, self._sections)
             self._generated = (generation, [*self._own, *options])
         return self._generated[1]
 
@@ -263,12 +302,17 @@ def train(ctx, config_file, out, resume, overwrite, progress, **options):
 
     def go():
         config = _settings(ctx, config_file, options)
-        folder = Path(out or Path("runs") / config.dataset)
+        folder = Path(out or Path("runs") / _data_name(config.dataset))
         if resume and not folder.exists():
             raise click.ClickException(f"--resume: run folder {folder} does not exist")
         try:
             result = train_run(
-                config, folder, resume=resume, overwrite=overwrite, progress=progress
+                config,
+                folder,
+                resume=resume,
+                overwrite=overwrite,
+                progress=progress,
+                log=lambda text: click.echo(text, err=True),
             )
         finally:
             distributed.shutdown()
@@ -325,7 +369,7 @@ def sweep(ctx, config_file, betas, priors, out, progress, **options):
     def go():
         config = _settings(ctx, config_file, options, defaults=SWEEP_DEFAULTS)
         beta_values = parse_betas(betas)
-        folder = Path(out or Path("runs") / f"sweep-{config.dataset}")
+        folder = Path(out or Path("runs") / f"sweep-{_data_name(config.dataset)}")
         result = run_sweep(
             config,
             beta_values,
@@ -356,9 +400,12 @@ def _load(run_dir, device):
 
 def _dataset_for(config, info, dataset, data_dir):
     from pyrovae.config import ConfigError
-    from pyrovae.data import load_dataset
+    from pyrovae.data import load_configured
 
-    data = load_dataset(dataset or config.dataset, data_dir=data_dir or config.data_dir)
+    changes = {"dataset": dataset} if dataset else {}
+    if data_dir:
+        changes["data_dir"] = data_dir
+    data = load_configured(config.replace(**changes) if changes else config)
     if data.data_dim != info["data_dim"]:
         raise ConfigError(
             f"the run was trained on data of {info['data_dim']} dimensions but {data.name!r} "
@@ -485,8 +532,9 @@ def sample(run_dir, num, seed, out, save_tensor, device):
         pyro.set_rng_seed(seed)
         x = model.sample(num).cpu()
         path = Path(out) if out else RunFolder(run_dir).plots / f"samples-{seed}.png"
+        low, high = _display_range(info)
         plots.plot_image_grid(
-            x.clamp(0, 1), tuple(info["image_shape"]), path, title=f"{num} samples (seed {seed})"
+            x.clamp(low, high), _shape(info), path, title=f"{num} samples (seed {seed})"
         )
         if save_tensor:
             atomic_write(Path(save_tensor), lambda f: torch.save(x, f))
@@ -524,10 +572,17 @@ def manifold(run_dir, grid, out, device):
                 f"the manifold plot needs a 2-D latent space; this run has {model.latent_dim} "
                 "(train with --latent 2)"
             )
+        shape = _shape(info)
+        if not plots.is_image_shape(shape):
+            raise ConfigError(
+                f"the manifold plot draws images and this run's data are table rows of "
+                f"{shape[0]} numbers; use pyrovae sample to see them"
+            )
+        low, high = _display_range(info)
         path = Path(out) if out else RunFolder(run_dir).plots / "manifold.png"
         plots.plot_manifold(
-            lambda z: model.decode(z).clamp(0, 1),
-            tuple(info["image_shape"]),
+            lambda z: model.decode(z).clamp(low, high),
+            shape,
             path,
             grid_size=grid,
             title="learned manifold",
@@ -640,18 +695,45 @@ def diagnose(
     _run_safely(go)
 
 
-@main.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    help="Folder to inspect [default: $PYROVAE_DATA or ~/.cache/pyrovae].",
-)
-def datasets(data_dir):
-    """List the datasets, where their files are, and whether their checksums verify."""
+def _data_name(dataset: str) -> str:
+    """A built-in dataset's name, or a user's file or folder's stem (``runs/<it>``)."""
+    return dataset if dataset in registry.DATASETS else Path(dataset).stem
+
+
+def _shape(info: dict) -> tuple[int, ...]:
+    """The data shape a run folder records: (C, H, W), (D,); (H, W) for a 0.1.0 run."""
+    return tuple(info.get("data_shape") or info["image_shape"])
+
+
+def _display_range(info: dict) -> tuple[float, float]:
+    """What image plots clamp decoder means to: [0, 1], widened to the data's own range."""
+    low, high = info.get("value_range") or (0.0, 1.0)
+    return min(0.0, low), max(1.0, high)
+
+
+@main.command(cls=ConfigCommand, sections=("data",), exclude=("dataset",))
+@click.argument("path", required=False, type=click.Path())
+@click.pass_context
+def datasets(ctx, path, **options):
+    """List the built-in datasets and their files' checksums; or, given PATH (a .npy,
+    .npz, .pt or CSV file, or a folder of images), load it with the data options below
+    and print its summary, without training.
+
+    \b
+    Examples:
+      pyrovae datasets
+      pyrovae datasets faces/ --resize 32,32
+      pyrovae datasets measurements.csv --scaling standardize
+    """
 
     def go():
-        from pyrovae.data import dataset_status, resolve_data_dir
+        from pyrovae.data import dataset_status, describe, load_dataset, resolve_data_dir
 
+        data_dir = options.pop("data_dir", None)
+        if path is not None:
+            data = load_dataset(path, data_dir, download=False, **given(ctx, options))
+            click.echo(describe(data))
+            return
         click.echo(f"data folder: {resolve_data_dir(data_dir)}")
         bad = False
         for row in dataset_status(data_dir):

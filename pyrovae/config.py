@@ -243,6 +243,11 @@ def _parse(declared: Declared, value: Any) -> Any:
         return declared.option.parse(value)
     if not isinstance(value, str):
         raise ConfigError(f"{reg.key} must be the name of a {reg.kind}, got {value!r}")
+    if reg.paths and value not in reg and value not in reg.extra:
+        # a user's file or folder: absolute, so that a run resumes from any folder (a name
+        # that is neither is kept as typed, for the loader's one-line error)
+        path = Path(value).expanduser()
+        return str(path.absolute()) if path.exists() else value
     if value not in reg.extra:
         try:
             reg.check(value)
@@ -255,7 +260,7 @@ def _check_parts(config: RunConfig) -> None:
     """The chosen parts' own checks and the rules they and set options impose."""
     for key, reg in registry.SELECTORS.items():
         name = config[key]
-        if name in reg.extra:
+        if name in reg.extra or (reg.paths and name not in reg):  # a user's data file
             continue
         part = reg.get(name)
         who = f"{reg.kind} {name!r}"

@@ -814,9 +814,9 @@ def diagnose_run(
 
     config, model, guide, info = load_run(run_dir, device=device)
     if x is None:
-        from pyrovae.data import load_dataset
+        from pyrovae.data import load_configured
 
-        data = load_dataset(config.dataset, data_dir=data_dir or config.data_dir)
+        data = load_configured(config.replace(data_dir=data_dir) if data_dir else config)
         x = data.split(split)[:limit]
     dev = next(guide.parameters()).device
     x = x.to(dev)

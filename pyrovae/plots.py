@@ -9,7 +9,7 @@ tensors (detached and moved to the CPU) or numpy arrays.
 Figures
 -------
 * :func:`plot_curves` -- learning curves (e.g. train/test ELBO per epoch).
-* :func:`plot_image_grid` -- a tiled grid of greyscale images (samples, data).
+* :func:`plot_image_grid` -- a tiled grid of images (samples, data).
 * :func:`plot_reconstructions` -- originals above their reconstructions.
 * :func:`plot_manifold` -- the learned 2-D data manifold, Kingma & Welling (2013), fig. 4.
 * :func:`plot_rate_distortion` -- the rate-distortion plane of Alemi et al. (2018).
@@ -19,6 +19,17 @@ Figures
 Helpers (pure, no drawing): :func:`tile_images` (the tiling used by the image figures),
 :func:`latent_grid` (the manifold's latent points) and :func:`manifold_tiles` (the tiled array
 that :func:`plot_manifold` renders).
+
+Data shapes
+-----------
+The image figures take the shape of one data point, :attr:`pyrovae.data.Dataset.shape`:
+``(H, W)`` or ``(1, H, W)`` draws grey images, ``(3, H, W)`` colour images (rows flattened in
+``(C, H, W)`` order, values mapped from ``[vmin, vmax]`` to the display's range), and ``(D,)``
+-- a table, which has no image -- makes :func:`plot_image_grid` and
+:func:`plot_reconstructions` draw the rows as a heatmap (one line per data point, one column per
+value, with a colour bar) instead. :func:`plot_manifold` and :func:`manifold_tiles` need images
+and raise ``ValueError`` for a table: callers skip the manifold when :func:`is_image_shape` is
+false.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 __all__ = [
+    "is_image_shape",
     "latent_grid",
     "manifold_tiles",
     "plot_curves",
@@ -155,38 +167,58 @@ def plot_curves(
 # --------------------------------------------------------------------------- image grids
 
 
+def is_image_shape(shape: Sequence[int]) -> bool:
+    """Whether data points of ``shape`` are images the figures can draw: ``(H, W)``,
+    ``(1, H, W)`` or ``(3, H, W)`` (a table's ``(D,)`` is not)."""
+    shape = tuple(int(s) for s in shape)
+    return len(shape) == 2 or (len(shape) == 3 and shape[0] in (1, 3))
+
+
+def _image_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    """``shape`` as ``(C, H, W)``; ``ValueError`` for a table or another channel count."""
+    if not is_image_shape(shape):
+        raise ValueError(
+            f"shape {tuple(shape)} is not an image of 1 or 3 channels: give (H, W) or (C, H, W)"
+        )
+    shape = tuple(int(s) for s in shape)
+    return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
+
+
 def tile_images(
     images,
-    image_shape: tuple[int, int],
+    image_shape: Sequence[int],
     nrow: int | None = None,
     pad: int = 1,
     pad_value: float = 1.0,
 ) -> np.ndarray:
-    """Tile ``N`` images into one 2-D float64 array (row-major, ``nrow`` rows).
+    """Tile ``N`` images into one float64 array (row-major, ``nrow`` rows).
 
-    ``images`` is ``(N, H*W)`` or ``(N, H, W)`` (any trailing shape with ``H*W`` elements).  The
-    grid has ``nrow`` rows (default ``ceil(sqrt(N))``) and ``ncol = ceil(N / nrow)`` columns; image
-    ``k`` sits at row ``k // ncol``, column ``k % ncol``.  Tiles are separated by ``pad`` pixels
-    of ``pad_value`` (no outer border) and cells past the last image are filled with
-    ``pad_value``.  Result shape: ``(nrow*H + (nrow-1)*pad, ncol*W + (ncol-1)*pad)``.
+    ``image_shape`` is ``(H, W)`` or ``(C, H, W)`` with C = 1 or 3. ``images`` is ``(N, C*H*W)``
+    or any shape with ``N`` leading and ``C*H*W`` values per image, in ``(C, H, W)`` order.  The
+    grid has ``nrow`` rows (default ``ceil(sqrt(N))``) and ``ncol = ceil(N / nrow)`` columns;
+    image ``k`` sits at row ``k // ncol``, column ``k % ncol``.  Tiles are separated by ``pad``
+    pixels of ``pad_value`` (no outer border) and cells past the last image are filled with
+    ``pad_value``.  Result shape: ``(nrow*H + (nrow-1)*pad, ncol*W + (ncol-1)*pad)`` for grey
+    images, with a trailing axis of 3 (R, G, B) for colour ones.
     """
-    h, w = (int(s) for s in image_shape)
+    c, h, w = _image_shape(image_shape)
     arr = _to_numpy(images)
     n = arr.shape[0] if arr.ndim else 0
     if n == 0:
         raise ValueError("tile_images needs at least one image")
-    if arr[0].size != h * w:
-        raise ValueError(f"images of shape {tuple(arr.shape[1:])} do not match {(h, w)}")
-    arr = arr.reshape(n, h, w)
+    if arr[0].size != c * h * w:
+        shown = (h, w) if c == 1 and len(image_shape) == 2 else (c, h, w)
+        raise ValueError(f"images of shape {tuple(arr.shape[1:])} do not match {shown}")
+    arr = arr.reshape(n, c, h, w).transpose(0, 2, 3, 1)  # (N, H, W, C)
     nrow = math.ceil(math.sqrt(n)) if nrow is None else int(nrow)
     if nrow < 1 or pad < 0:
         raise ValueError("nrow must be >= 1 and pad >= 0")
     ncol = math.ceil(n / nrow)
-    out = np.full((nrow * h + (nrow - 1) * pad, ncol * w + (ncol - 1) * pad), float(pad_value))
+    out = np.full((nrow * h + (nrow - 1) * pad, ncol * w + (ncol - 1) * pad, c), float(pad_value))
     for k in range(n):
-        r, c = divmod(k, ncol)
-        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = arr[k]
-    return out
+        r, col = divmod(k, ncol)
+        out[r * (h + pad) : r * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = arr[k]
+    return out[..., 0] if c == 1 else out
 
 
 def _tile_centres(count: int, size: int, pad: int = 1) -> np.ndarray:
@@ -224,13 +256,18 @@ def _render_tiled(
     xlabel: str = "",
     ylabel: str = "",
 ) -> Path:
-    """Draw a tiled greyscale array (NaN = separator, drawn white) and save it."""
+    """Draw a tiled grey ``(H, W)`` or colour ``(H, W, 3)`` array (NaN = separator, drawn
+    white) and save it."""
     finite = array[np.isfinite(array)]
     lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
     hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
-    fig, ax = _pixel_exact_axes(array.shape, title, xticks, yticks)
-    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
-    ax.imshow(array, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+    fig, ax = _pixel_exact_axes(array.shape[:2], title, xticks, yticks)
+    if array.ndim == 3:  # colour: [lo, hi] to [0, 1], separators white
+        rgb = np.clip((array - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+        ax.imshow(np.where(np.isnan(array), 1.0, rgb), interpolation="nearest")
+    else:
+        cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
+        ax.imshow(array, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
     if xticks is None and yticks is None:
         ax.set_axis_off()
     else:
@@ -245,22 +282,69 @@ def _render_tiled(
     return _save(fig, path)
 
 
+def _plot_rows(
+    groups: Sequence[tuple[str, np.ndarray]],
+    path,
+    *,
+    vmin: float | None,
+    vmax: float | None,
+    title: str | None,
+) -> Path:
+    """Table rows as a heatmap: one line per data point, one column per value, the groups
+    (e.g. originals, reconstructions) stacked with a blank line between them and labelled."""
+    dim = groups[0][1].shape[1]
+    blank = np.full((1, dim), np.nan)
+    stacked, centres, labels, top = [], [], [], 0
+    for i, (label, rows) in enumerate(groups):
+        if i:
+            stacked.append(blank)
+            top += 1
+        stacked.append(rows)
+        centres.append(top + (len(rows) - 1) / 2)
+        labels.append(label)
+        top += len(rows)
+    array = np.concatenate(stacked)
+    finite = array[np.isfinite(array)]
+    lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+    hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
+    fig = _new_figure(
+        (min(12.0, max(5.0, 0.12 * dim + 3)), min(10.0, max(3.0, 0.2 * len(array) + 1.5)))
+    )
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    image = ax.imshow(array, cmap=cmap, vmin=lo, vmax=hi, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax)
+    ax.set_xlabel("column")
+    if len(groups) > 1 or labels[0]:
+        ax.set_yticks(centres, labels)
+    else:
+        ax.set_ylabel("data point")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
 def plot_image_grid(
     images,
-    image_shape: tuple[int, int],
+    image_shape: Sequence[int],
     path,
     nrow: int | None = None,
     title: str | None = None,
     vmin: float | None = 0.0,
     vmax: float | None = 1.0,
 ) -> Path:
-    """Greyscale images tiled in a grid (see :func:`tile_images`) with white 1-px separators.
+    """Images tiled in a grid (see :func:`tile_images`) with white 1-px separators.
 
-    ``vmin``/``vmax`` fix the grey scale (default ``[0, 1]``); ``None`` uses the data's min/max.
+    ``image_shape`` is the data's shape: ``(H, W)`` or ``(1, H, W)`` grey, ``(3, H, W)``
+    colour, or ``(D,)`` for table rows, drawn as a heatmap (``nrow`` is then ignored).
+    ``vmin``/``vmax`` fix the value scale (default ``[0, 1]``); ``None`` uses the data's min/max.
     """
     arr = _to_numpy(images)
     if arr.ndim == 0 or arr.shape[0] == 0:
         return _note_figure(path, title)
+    if len(image_shape) == 1:
+        rows = arr.reshape(arr.shape[0], -1)
+        return _plot_rows([("", rows)], path, vmin=vmin, vmax=vmax, title=title)
     tiled = tile_images(arr, image_shape, nrow=nrow, pad=1, pad_value=_SEPARATOR)
     return _render_tiled(tiled, path, vmin=vmin, vmax=vmax, title=title)
 
@@ -277,22 +361,28 @@ def plot_reconstructions(
     """Originals (upper row) above their reconstructions (lower row), rows labelled.
 
     At most 10 images per row: larger batches become several (original, reconstruction) row
-    pairs.  Both inputs hold ``N`` images, flattened or ``(N, H, W)``.
+    pairs.  Both inputs hold ``N`` images, flattened or ``(N, H, W)`` / ``(N, C, H, W)``.  For
+    table rows (``image_shape == (D,)``) the originals and the reconstructions are two labelled
+    blocks of one heatmap.
     """
-    h, w = image_shape
-    orig = _to_numpy(originals).reshape(-1, h * w)
-    recon = _to_numpy(reconstructions).reshape(-1, h * w)
+    size = math.prod(int(s) for s in image_shape)
+    orig = _to_numpy(originals).reshape(-1, size)
+    recon = _to_numpy(reconstructions).reshape(-1, size)
     if orig.shape[0] != recon.shape[0]:
         raise ValueError(f"{orig.shape[0]} originals but {recon.shape[0]} reconstructions")
     n = orig.shape[0]
     if n == 0:
         return _note_figure(path, title)
+    if len(image_shape) == 1:
+        groups = [("original", orig), ("reconstruction", recon)]
+        return _plot_rows(groups, path, vmin=vmin, vmax=vmax, title=title)
+    _, h, _ = _image_shape(image_shape)
     ncol = min(n, 10)
     npair = math.ceil(n / ncol)
     rows = []
     for p in range(npair):
         for src in (orig, recon):
-            block = np.full((ncol, h * w), _SEPARATOR)
+            block = np.full((ncol, size), _SEPARATOR)
             chunk = src[p * ncol : (p + 1) * ncol]
             block[: len(chunk)] = chunk
             rows.append(block)
@@ -352,7 +442,9 @@ def manifold_tiles(
     pad_value: float = 1.0,
 ) -> np.ndarray:
     """Decode :func:`latent_grid` ``(grid_size)`` in one call (under ``torch.no_grad()``) and
-    tile the decoded images ``grid_size x grid_size`` with :func:`tile_images`."""
+    tile the decoded images ``grid_size x grid_size`` with :func:`tile_images` (images only:
+    ``ValueError`` for a table's shape)."""
+    _image_shape(image_shape)
     z = latent_grid(grid_size)
     with torch.no_grad():
         decoded = decode(z)
@@ -376,8 +468,10 @@ def plot_manifold(
     ``decode`` maps ``(M, 2)`` latent points (CPU, default dtype) to ``(M, D)`` image means; it is
     called once on :func:`latent_grid` ``(grid_size)``.  Each tile is the decoded mean at one grid
     point; z1 grows to the right, z2 grows upwards, and a few ticks are labelled with the z values.
+    ``image_shape`` is ``(H, W)`` or ``(C, H, W)``; a table (``(D,)``) has no manifold figure
+    (``ValueError``).
     """
-    h, w = image_shape
+    _, h, w = _image_shape(image_shape)
     tiled = manifold_tiles(decode, image_shape, grid_size, pad=1, pad_value=_SEPARATOR)
     z = torch.distributions.Normal(0.0, 1.0).icdf(_grid_probabilities(grid_size, None)).numpy()
     idx = np.unique(np.linspace(0, grid_size - 1, min(grid_size, 5)).round().astype(int))

@@ -1,7 +1,8 @@
 """The one table of names: what the CLI, config files and examples call each part.
 
 Every swappable part of pyrovae — dataset, likelihood, guide, prior,
-objective, β schedule, decoder weights, weight prior, optimiser, activation —
+objective, β schedule, encoder and decoder networks, decoder weights, weight prior,
+optimiser, activation —
 is looked up here by name. Entries are ``"module:attribute"`` strings imported
 on first use, so reading the names imports neither torch nor pyro.
 
@@ -54,6 +55,8 @@ class Registry:
     :param default: the entry chosen when nobody says.
     :param help: one line for ``--help``.
     :param extra: accepted names that are not entries (``"auto"``).
+    :param moved: former entries, each with where it went, for the error message.
+    :param paths: a value that is not a name is a path (a user's dataset file or folder).
     """
 
     def __init__(
@@ -64,12 +67,16 @@ class Registry:
         default: str | None = None,
         help: str = "",
         extra: tuple[str, ...] = (),
+        moved: dict[str, str] | None = None,
+        paths: bool = False,
     ):
         self.kind = kind
         self.key = key
         self.default = default
         self.help = help
         self.extra = extra
+        self.moved = dict(moved or {})
+        self.paths = paths
         self._entries: dict[str, Any] = dict(entries)
 
     def names(self) -> tuple[str, ...]:
@@ -84,6 +91,8 @@ class Registry:
 
     def check(self, name: str) -> str:
         """Return ``name`` if registered, else raise a one-line error listing the choices."""
+        if name in self.moved and name not in self._entries:
+            raise UnknownNameError(f"{self.kind} {name!r} {self.moved[name]}")
         if name not in self._entries:
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(self._entries)}"
@@ -130,7 +139,9 @@ DATASETS = Registry(
     },
     key="dataset",
     default="digits",
-    help="Dataset; digits is embedded and works offline.",
+    help="Dataset: a built-in name (digits is embedded and works offline) or the path of "
+    "your own .npy/.npz/.pt file, CSV table or folder of images.",
+    paths=True,
 )
 
 LIKELIHOODS = Registry(
@@ -201,16 +212,44 @@ BETA_SCHEDULES = Registry(
     help="β per step: constant, linear warm-up from 0, or cyclical (Fu et al.).",
 )
 
+ENCODERS = Registry(
+    "encoder",
+    {
+        "mlp": "pyrovae.networks:MLP",
+        "conv": "pyrovae.networks:Conv",
+    },
+    key="encoder",
+    default="mlp",
+    help="The guide's network: mlp, or conv (stride-2 convolutions; images only).",
+)
+
 DECODERS = Registry(
     "decoder",
     {
-        "mlp": "pyrovae.weights:PointWeights",
-        "bayesian": "pyrovae.weights:BayesianWeights",
+        "mlp": "pyrovae.networks:MLP",
+        "conv": "pyrovae.networks:Conv",
+        "pixelcnn": "pyrovae.networks:PixelCNN",
     },
     key="decoder",
     default="mlp",
-    help="Decoder weights: mlp (point estimate) or bayesian (full variational Bayes over "
-    "them, Kingma & Welling app. F).",
+    help="The decoder's network: mlp, conv (transposed convolutions) or pixelcnn (a conv "
+    "decoder conditioning a gated PixelCNN; autoregressive p(x|z)).",
+    moved={
+        "bayesian": "is now weights 'bayesian' (pass --weights bayesian): since pyrovae 0.2 "
+        "--decoder names the network (mlp, conv, pixelcnn)"
+    },
+)
+
+WEIGHTS = Registry(
+    "weights",
+    {
+        "point": "pyrovae.weights:PointWeights",
+        "bayesian": "pyrovae.weights:BayesianWeights",
+    },
+    key="weights",
+    default="point",
+    help="Decoder weights: point (estimates) or bayesian (full variational Bayes over them, "
+    "Kingma & Welling app. F; mlp decoder).",
 )
 
 WEIGHT_PRIORS = Registry(
@@ -267,7 +306,7 @@ class Section:
 #: the sections of a run's configuration, in the order ``train --help`` shows them
 SECTIONS: tuple[Section, ...] = (
     Section("data", "Data", (DATASETS,), ("pyrovae.data:OPTIONS",)),
-    Section("model", "Model and networks", (), ("pyrovae.models.vae:OPTIONS",)),
+    Section("model", "Model and networks", (ENCODERS, DECODERS), ("pyrovae.models.vae:OPTIONS",)),
     Section("likelihood", "Likelihood p(x|z)", (LIKELIHOODS,)),
     Section("guide", "Guide q(z|x)", (GUIDES,)),
     Section("prior", "Prior m(z)", (PRIORS,)),
@@ -277,7 +316,7 @@ SECTIONS: tuple[Section, ...] = (
         (OBJECTIVES, BETA_SCHEDULES),
         ("pyrovae.infer.objectives:OPTIONS",),
     ),
-    Section("weights", "Decoder weights (full variational Bayes)", (DECODERS, WEIGHT_PRIORS)),
+    Section("weights", "Decoder weights (full variational Bayes)", (WEIGHTS, WEIGHT_PRIORS)),
     Section(
         "optimisation",
         "Optimisation",

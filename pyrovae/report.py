@@ -11,15 +11,20 @@ NUM_RECONSTRUCTIONS = 16
 NUM_SAMPLES = 64
 
 
-def _display_range(dataset) -> tuple[float, float]:
-    return 0.0, max(1.0, float(dataset.train.max()))
+def display_range(dataset) -> tuple[float, float]:
+    """The grey scale of image plots: [0, 1], widened to the data's own range (from the
+    statistics taken at load, so a split read from disk is not read again)."""
+    from pyrovae.data.inspect import value_range
+
+    low, high = value_range(dataset)
+    return min(0.0, low), max(1.0, high)
 
 
 @torch.no_grad()
 def write_plots(run: RunFolder, model, guide, dataset, metrics: list[dict]) -> list:
     """Write the standard PNGs of a trained run into ``run.plots``; returns their paths."""
-    shape = tuple(dataset.image_shape)
-    vmin, vmax = _display_range(dataset)
+    shape = dataset.shape
+    vmin, vmax = display_range(dataset)
     device = next(model.parameters()).device
     paths = [
         plots.plot_curves(
@@ -55,7 +60,7 @@ def write_plots(run: RunFolder, model, guide, dataset, metrics: list[dict]) -> l
             vmax=vmax,
         )
     )
-    if model.latent_dim == 2:
+    if model.latent_dim == 2 and plots.is_image_shape(shape):
         paths.append(write_manifold(run, model, shape, vmin=vmin, vmax=vmax))
     return paths
 

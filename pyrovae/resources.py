@@ -42,17 +42,17 @@ def available_memory() -> int | None:
         return None
 
 
-def count_parameters(config: RunConfig, data_dim: int) -> int:
+def count_parameters(config: RunConfig, shape: int | tuple[int, ...]) -> int:
     """The parameters of the model and guide ``config`` names, counted without allocating."""
     from pyrovae.build import build_model
 
     try:
         with torch.device("meta"):
-            model, guide = build_model(config, data_dim)
+            model, guide = build_model(config, shape)
     except (RuntimeError, NotImplementedError):  # a part reads values while it is built
-        simpler = config.replace(prior="standard", decoder="mlp", init_from=None)
+        simpler = config.replace(prior="standard", weights="point", init_from=None)
         with torch.device("meta"):
-            model, guide = build_model(simpler, data_dim)
+            model, guide = build_model(simpler, shape)
     return sum(p.numel() for m in (model, guide) for p in m.parameters())
 
 
@@ -60,13 +60,15 @@ def _gb(n: float) -> str:
     return f"{n / GB:.1f} GB" if n >= 0.1 * GB else f"{n / 1024**2:.0f} MB"
 
 
-def check_model_fits(config: RunConfig, data_dim: int, available: int | None = None) -> int:
+def check_model_fits(
+    config: RunConfig, shape: int | tuple[int, ...], available: int | None = None
+) -> int:
     """Refuse a model whose training state cannot fit in memory; return its parameter count.
 
     :raises ConfigError: naming the parameter count, the bytes needed and available, and
         the options to reduce.
     """
-    params = count_parameters(config, data_dim)
+    params = count_parameters(config, shape)
     copies = 5 if config.ema_decay > 0 else 4
     need = params * 4 * copies
     available = available_memory() if available is None else available

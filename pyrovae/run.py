@@ -44,8 +44,10 @@ def _readable(version: str | None) -> bool:
 def migrate_config(values: dict, version: str | None, where: object = "config") -> dict:
     """A run config written by pyrovae ``version``, in this version's terms.
 
-    0.1.0 wrote the same keys this version reads (a test keeps a 0.1.0 run folder),
-    so its values carry over unchanged; a key that a run lacks takes its default.
+    0.1.0 wrote the keys this version reads (a test keeps a 0.1.0 run folder), but for
+    one: its ``decoder`` named the weight treatment, ``mlp`` or ``bayesian``, which is
+    now ``weights`` (``point`` or ``bayesian``) while ``decoder`` names the network.
+    A key that a run lacks takes its default.
 
     :raises RunError: for a version this one cannot read.
     """
@@ -56,7 +58,10 @@ def migrate_config(values: dict, version: str | None, where: object = "config") 
             f"{where} was written by pyrovae {version} and this is pyrovae {__version__}; "
             "load it with that version, or retrain"
         )
-    return dict(values)
+    values = dict(values)
+    if values.get("decoder") == "bayesian" and "weights" not in values:
+        values["decoder"], values["weights"] = "mlp", "bayesian"
+    return values
 
 
 class RunError(RuntimeError):
@@ -305,7 +310,7 @@ def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str | Non
     :param checkpoint: another checkpoint file of the same run (e.g. a selected epoch's).
 
     :returns: ``(config, model, guide, info)`` with ``info`` the rest of config.json
-        (``data_dim``, ``image_shape``) and the checkpoint's ``epoch``.
+        (``data_dim``, ``data_shape``, ``image_shape``) and the checkpoint's ``epoch``.
     """
     from pyrovae.averaging import apply_average
     from pyrovae.build import build_model
@@ -330,7 +335,7 @@ def load_run(path: str | os.PathLike, device: str = "cpu", checkpoint: str | Non
             f"{run.config_path}; "
             "the run folder is inconsistent: retrain it"
         )
-    model, guide = build_model(config, data_dim)
+    model, guide = build_model(config, saved.get("data_shape") or data_dim)
     try:
         model.load_state_dict(state["model"])
         guide.load_state_dict(state["guide"])

@@ -250,18 +250,19 @@ def _image_rows(rows, folder: Path, dataset, prior: str) -> list[Path]:
     import pyro
 
     from pyrovae import plots
+    from pyrovae.report import display_range
     from pyrovae.run import load_run
 
-    shape = tuple(dataset.image_shape)
-    vmax = max(1.0, float(dataset.train.max()))
+    shape = dataset.shape
+    vmin, vmax = display_range(dataset)
     idx = torch.linspace(0, dataset.test.shape[0] - 1, NUM_IMAGES).long()
     x = dataset.test[idx]
     recons, samples = [x], []
     for r in rows:
         _, model, guide, _ = load_run(r["run"])
-        recons.append(model.decode(guide.posterior(x).mean).clamp(0, vmax))
+        recons.append(model.decode(guide.posterior(x).mean).clamp(vmin, vmax))
         pyro.set_rng_seed(0)  # the same noise for every β
-        samples.append(model.sample(NUM_IMAGES).clamp(0, vmax))
+        samples.append(model.sample(NUM_IMAGES).clamp(vmin, vmax))
     betas = ", ".join(f"{r['beta']:g}" for r in rows)
     return [
         plots.plot_image_grid(
@@ -270,6 +271,7 @@ def _image_rows(rows, folder: Path, dataset, prior: str) -> list[Path]:
             folder / f"reconstructions-{prior}.png",
             nrow=len(recons),
             title=f"{prior}: test data, then reconstructions at β = {betas}",
+            vmin=vmin,
             vmax=vmax,
         ),
         plots.plot_image_grid(
@@ -278,6 +280,7 @@ def _image_rows(rows, folder: Path, dataset, prior: str) -> list[Path]:
             folder / f"samples-{prior}.png",
             nrow=len(samples),
             title=f"{prior}: samples of p(x|z), z ~ m(z), at β = {betas}",
+            vmin=vmin,
             vmax=vmax,
         ),
     ]

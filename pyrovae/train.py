@@ -17,6 +17,7 @@ alone writes (:mod:`pyrovae.distributed`).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,18 +59,24 @@ class TrainResult:
 
 
 def load_data(config: RunConfig):
-    """The dataset named in the config (see :data:`pyrovae.registry.DATASETS`)."""
-    from pyrovae.data import load_dataset
+    """The dataset the config names: a built-in name (:data:`pyrovae.registry.DATASETS`)
+    or a user's file or folder, read with the data options, checked against the parts
+    (:func:`pyrovae.data.load_configured`)."""
+    from pyrovae.data import load_configured
 
-    return load_dataset(config.dataset, data_dir=config.data_dir)
+    return load_configured(config)
 
 
-def check_data(likelihood: nn.Module, dataset) -> None:
-    """Fail early, with the likelihood's own message, on data outside its support."""
+def check_data(likelihood: nn.Module, dataset, chunk: int = 65536) -> None:
+    """Fail early, with the likelihood's own message, on data outside its support
+    (a chunk of rows at a time, so that a split read from disk is never held whole)."""
+    from pyrovae.data import iter_chunks
+
     splits = ("valid", "test") if dataset.dynamic_binarization else ("train", "valid", "test")
     for split in splits:
         try:
-            likelihood.check_data(dataset.split(split))
+            for rows in iter_chunks(dataset.split(split), chunk):
+                likelihood.check_data(rows)
         except ValueError as e:
             raise ConfigError(f"dataset {dataset.name!r} ({split} split): {e}") from None
 
@@ -83,6 +90,7 @@ def train(
     progress: bool = False,
     dataset=None,
     plots: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the model and guide that ``config`` names; write a run folder at ``out``.
 
@@ -92,6 +100,7 @@ def train(
         what the epochs so far trained are refused.
     :param overwrite: replace a run already in ``out``.
     :param dataset: a loaded :class:`pyrovae.data.Dataset` (default: load ``config.dataset``).
+    :param log: called with the loaded data's summary (:func:`pyrovae.data.describe`).
     """
     if not isinstance(config, RunConfig):
         config = RunConfig.from_dict(config)
@@ -104,12 +113,16 @@ def train(
         torch.set_num_threads(config.threads)
     context.barrier()  # every process has read the folder before rank 0 writes to it
     dataset = dataset if dataset is not None else load_data(config)
+    if log is not None and context.is_main:
+        from pyrovae.data import describe
+
+        log(describe(dataset))
     config = config.for_data(dataset.binary)
-    check_model_fits(config, dataset.data_dim)  # before anything is allocated
+    check_model_fits(config, dataset.shape)  # before anything is allocated
     state = run.load_checkpoint() if resuming else None
 
     pyro.set_rng_seed(config.seed)
-    model, guide = build_model(config, dataset.data_dim)
+    model, guide = build_model(config, dataset.shape)
     check_data(model.likelihood, dataset)
     model.likelihood.fit_to_data(model, guide, dataset.train, batch_size=EVAL_BATCH)
     if config.init_from is not None and not resuming:
@@ -152,6 +165,8 @@ def _train_beside_main(trainer: Trainer, state: dict | None) -> TrainResult:
 
 def _train_in_folder(trainer: Trainer, run: RunFolder, state: dict | None, dataset, plots: bool):
     """Rank 0: start from the checkpoint ``state`` if resuming; train; write the run folder."""
+    from pyrovae.data.inspect import value_range
+
     config = trainer.config
     if state is not None:
         trainer.load_state_dict(state)
@@ -165,7 +180,9 @@ def _train_in_folder(trainer: Trainer, run: RunFolder, state: dict | None, datas
         {
             "config": config.to_dict(),
             "data_dim": dataset.data_dim,
-            "image_shape": list(dataset.image_shape),
+            "data_shape": list(dataset.shape),
+            "image_shape": list(dataset.image_shape) if dataset.image_shape else None,
+            "value_range": list(value_range(dataset)),
             "num_train": dataset.train.shape[0],
             "pyrovae_version": pyrovae.__version__,
         }

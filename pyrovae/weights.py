@@ -1,17 +1,19 @@
 r"""How a VAE treats its decoder's weights θ: point estimates, or full variational Bayes.
 
-The ``decoder`` option chooses one of these parts
-(:data:`pyrovae.registry.DECODERS`):
+The ``weights`` option chooses one of these parts
+(:data:`pyrovae.registry.WEIGHTS`); the ``decoder`` option names the network
+(:mod:`pyrovae.networks`), a separate axis:
 
-* :class:`PointWeights` (``mlp``) — θ is a parameter, fitted by maximising the
-  ELBO; the VAE builds its own MLP decoder.
+* :class:`PointWeights` (``point``) — θ is a parameter, fitted by maximising the
+  ELBO; any decoder network.
 * :class:`BayesianWeights` (``bayesian``) — θ is a latent variable with a prior
   p(θ) (:data:`pyrovae.registry.WEIGHT_PRIORS`) and a mean-field Gaussian
   posterior q(θ) beside the guide's q(z|x): Kingma & Welling (2013),
   appendix F, "full variational Bayes" (:mod:`pyrovae.models.bayesian`,
   :class:`~pyrovae.guides.bayesian.FullVBGuide`).
 
-A part here supplies the decoder network (or None) and wraps the local guide;
+A part here supplies the decoder network (or None: the ``decoder`` network part
+builds it) and wraps the local guide;
 :func:`pyrovae.build.build_model` asks it for both.
 """
 
@@ -34,7 +36,7 @@ class PointWeights:
 
     @staticmethod
     def decoder(config: Any, in_features: int, hidden: Sequence[int], out_features: int):
-        """None: the VAE builds its own MLP decoder."""
+        """None: the network part named by ``decoder`` builds it."""
         return None
 
     @staticmethod
@@ -55,12 +57,15 @@ INIT_FROM = Option(
     "Seed q(θ)'s means (and the encoder) from a trained point-estimate run folder.",
     type=Path,
     nullable=True,
-    needs=(Needs("decoder", ("bayesian",), "it seeds a Bayesian decoder's q(θ)"),),
+    needs=(Needs("weights", ("bayesian",), "it seeds a Bayesian decoder's q(θ)"),),
 )
 
 
 class BayesianWeights:
     """Full variational Bayes over the decoder's weights (Kingma & Welling 2013, app. F).
+
+    The network is an MLP (``decoder`` ``mlp``): Bayesian layers exist for affine
+    maps only (:class:`~pyrovae.models.bayesian.BayesianLinear`).
 
     .. warning:: The weights are global sites, outside the data plate: the
         objective must be ``trace`` or ``meanfield`` (per-point objectives such as
@@ -78,6 +83,7 @@ class BayesianWeights:
             "a Bayesian decoder's weights are global, and the other objectives need every "
             "site inside the data plate",
         ),
+        Needs("decoder", ("mlp",), "its Bayesian layers are affine (BayesianLinear) only"),
     )
 
     @staticmethod
@@ -117,7 +123,7 @@ def initialise_from_run(model, guide, path) -> dict[str, list[str]]:
     from pyrovae.run import load_run
 
     if not full_vb.is_full_vb(guide):
-        raise ValueError("initialise_from_run needs a full-VB guide (decoder 'bayesian')")
+        raise ValueError("initialise_from_run needs a full-VB guide (weights 'bayesian')")
     _, point_model, point_guide, _ = load_run(path)
     if full_vb.is_full_vb(point_guide):
         raise ConfigError(f"init_from {path} is a full-VB run; it needs a point-estimate run")

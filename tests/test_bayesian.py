@@ -220,12 +220,12 @@ def test_plug_in_and_spread_follow_the_weight_posterior():
 
 def test_config_refuses_objectives_that_need_local_sites_only():
     with pytest.raises(ConfigError, match="trace or meanfield"):
-        RunConfig.from_dict({"decoder": "bayesian", "objective": "iwae"})
-    with pytest.raises(ConfigError, match="init_from needs decoder 'bayesian'"):
+        RunConfig.from_dict({"weights": "bayesian", "objective": "iwae"})
+    with pytest.raises(ConfigError, match="init_from needs weights 'bayesian'"):
         RunConfig.from_dict({"init_from": "runs/x"})
     with pytest.raises(ConfigError, match="mixture_sigma2"):
         RunConfig.from_dict(
-            {"decoder": "bayesian", "weight_prior": "scale-mixture", "mixture_sigma2": 2.0}
+            {"weights": "bayesian", "weight_prior": "scale-mixture", "mixture_sigma2": 2.0}
         )
 
 
@@ -257,10 +257,10 @@ def _marginal_baseline(data) -> float:
 def test_full_vb_learns_on_mnist_but_pays_for_its_weights(mnist_slice):
     baseline = _marginal_baseline(mnist_slice)  # measured: -206
     untrained = train(
-        {**FAST, "decoder": "bayesian", "epochs": 0}, dataset=mnist_slice, plots=False
+        {**FAST, "weights": "bayesian", "epochs": 0}, dataset=mnist_slice, plots=False
     )
     point = train({**FAST, "epochs": 5}, dataset=mnist_slice, plots=False)
-    bayes = train({**FAST, "decoder": "bayesian", "epochs": 5}, dataset=mnist_slice, plots=False)
+    bayes = train({**FAST, "weights": "bayesian", "epochs": 5}, dataset=mnist_slice, plots=False)
     last = bayes.metrics[-1]
     # measured here: untrained -569, full VB -187.5 (data term -168, weight KL/N 20), point -157
     assert untrained.summary["test_elbo"] < -500
@@ -281,7 +281,7 @@ def test_full_vb_learns_on_mnist_but_pays_for_its_weights(mnist_slice):
 
 
 def _resume_config(epochs):
-    return {**FAST, "decoder": "bayesian", "epochs": epochs, "hidden": [16], "latent_dim": 3}
+    return {**FAST, "weights": "bayesian", "epochs": epochs, "hidden": [16], "latent_dim": 3}
 
 
 def test_checkpoints_resume_exactly_and_load_back(mnist_slice, tmp_path):
@@ -298,7 +298,7 @@ def test_checkpoints_resume_exactly_and_load_back(mnist_slice, tmp_path):
     assert info["num_train"] == 400
     for name, value in resumed.guide.weights.median().items():
         assert torch.equal(guide.weights.median()[name], value)
-    assert RunFolder(tmp_path / "part").read_config()["config"]["decoder"] == "bayesian"
+    assert RunFolder(tmp_path / "part").read_config()["config"]["weights"] == "bayesian"
 
 
 def test_init_from_a_point_estimate_run_copies_its_weights(mnist_slice, tmp_path):
@@ -306,7 +306,7 @@ def test_init_from_a_point_estimate_run_copies_its_weights(mnist_slice, tmp_path
     cfg = {**FAST, "hidden": [16], "latent_dim": 3, "epochs": 1}
     point = train(cfg, tmp_path / "point", dataset=data, plots=False)
     seeded = train(
-        {**cfg, "decoder": "bayesian", "epochs": 0, "init_from": str(tmp_path / "point")},
+        {**cfg, "weights": "bayesian", "epochs": 0, "init_from": str(tmp_path / "point")},
         dataset=data,
         plots=False,
     )
@@ -317,7 +317,7 @@ def test_init_from_a_point_estimate_run_copies_its_weights(mnist_slice, tmp_path
         assert torch.equal(a, b)
     with pytest.raises(ConfigError, match="same sizes"):
         train(
-            {**cfg, "hidden": [8], "decoder": "bayesian", "init_from": str(tmp_path / "point")},
+            {**cfg, "hidden": [8], "weights": "bayesian", "init_from": str(tmp_path / "point")},
             dataset=data,
             plots=False,
         )

@@ -274,7 +274,7 @@ def _invoke(*args):
 
 def test_cli_trains_a_bayesian_decoder_and_diagnoses_it(tmp_path):
     run = tmp_path / "run"
-    result = _invoke("train", *TINY, "--decoder", "bayesian", "--out", run)
+    result = _invoke("train", *TINY, "--weights", "bayesian", "--out", run)
     assert result.exit_code == 0, result.output
     assert "test_weight_kl" in result.output and "test_reconstruction_sd" in result.output
     result = _invoke("diagnose", run, *QUICK, "--entries", "2")

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyrovae.cli import main
-from pyrovae.run import RunFolder
+from pyrovae.run import RunFolder, migrate_config
 from pyrovae.train import train
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -63,7 +63,8 @@ def _assert_same(new, old, what: str) -> None:
 @pytest.mark.parametrize("name", list(IDENTITY["runs"]))
 def test_a_run_gives_the_numbers_of_0_1_0(name, data_dir, tmp_path):
     expected = IDENTITY["runs"][name]
-    result = train({**expected["config"], "data_dir": str(data_dir)}, tmp_path / "run")
+    config = migrate_config(expected["config"], "0.1.0")  # 0.1.0's decoder is now weights
+    result = train({**config, "data_dir": str(data_dir)}, tmp_path / "run")
     _assert_same([_strip(r) for r in result.metrics], expected["metrics"], f"{name} metrics")
     _assert_same(_strip(result.summary), expected["summary"], f"{name} summary")
 

@@ -22,7 +22,7 @@ from pyrovae.cli import main
 from pyrovae.config import ConfigError, RunConfig, load_toml, schema
 from pyrovae.guides.amortized import AmortizedGuide
 from pyrovae.options import Needs, Option
-from pyrovae.run import load_run
+from pyrovae.run import load_run, migrate_config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SMALL = ["--dataset", "digits", "--hidden", "16", "--latent", "2", "--iw-samples", "0"]
@@ -110,10 +110,25 @@ def test_a_registered_part_has_its_option_everywhere(toy_guide, tmp_path):
 
 
 def test_the_schema_keeps_every_key_of_a_0_1_0_run():
-    """No option was renamed or dropped: a 0.1.0 config.json has exactly these keys."""
+    """No option was dropped: every key of a 0.1.0 config.json is read, with its value;
+    the options added since (the networks, the weights) take their defaults."""
     old = json.loads((FIXTURES / "run-0.1.0" / "config.json").read_text())["config"]
-    assert set(schema()) == set(old)
-    assert RunConfig.from_dict(old).to_dict() == old
+    assert set(old) <= set(schema())
+    new = RunConfig.from_dict(migrate_config(old, "0.1.0")).to_dict()
+    assert {k: new[k] for k in old} == old
+    added = set(schema()) - set(old)
+    assert {"encoder", "weights", "conv_channels"} <= added
+    assert all(new[k] == schema()[k].option.default for k in added)
+
+
+def test_0_1_0_s_bayesian_decoder_is_now_the_weights_option():
+    """0.1.0's ``decoder`` chose the weight treatment; it migrates to ``weights``, and a
+    user who still writes ``decoder = "bayesian"`` is told where it went."""
+    migrated = migrate_config({"decoder": "bayesian", "hidden": [8]}, "0.1.0")
+    assert migrated == {"decoder": "mlp", "weights": "bayesian", "hidden": [8]}
+    assert RunConfig.from_dict(migrated).part("weights").__name__ == "BayesianWeights"
+    with pytest.raises(ConfigError, match="is now weights 'bayesian' \\(pass --weights bayesian"):
+        RunConfig(decoder="bayesian")
 
 
 def test_names_aliases_and_dashes_are_one_option(tmp_path):

@@ -28,8 +28,8 @@ D, B, S = 12, 5, 4
 
 
 def _pair(data_dim=D, **config):
-    """The pair ``pyrovae train --decoder bayesian`` builds (one hidden layer of 8)."""
-    values = dict(decoder="bayesian", objective="meanfield", hidden=[8], latent_dim=2)
+    """The pair ``pyrovae train --weights bayesian`` builds (one hidden layer of 8)."""
+    values = dict(weights="bayesian", objective="meanfield", hidden=[8], latent_dim=2)
     cfg = RunConfig.from_dict({**values, "likelihood": "bernoulli", **config})
     return build_model(cfg, data_dim)
 

@@ -390,7 +390,7 @@ def bad_input_cases(root: Path, data_dir: Path) -> list[tuple[str, list[str], li
         (
             "init-from without a Bayesian decoder",
             ["train", *RUN, "--init-from", str(root / "good"), "--out", new],
-            ["init_from needs decoder 'bayesian'"],
+            ["init_from needs weights 'bayesian'"],
         ),
         ("unknown device", ["train", *RUN, "--device", "gpu", "--out", new], ["cuda:N"]),
         (

@@ -14,41 +14,62 @@ Each loader's module documents its file format, split and source. The data folde
 :func:`resolve_data_dir`; missing files are downloaded and every file's sha256 is checked (see
 :mod:`pyrovae.data.download`). Every failure is a one-line :class:`DataError`.
 
+Your own data — a ``.npy`` / ``.npz`` / ``.pt`` file, a folder of PNG/JPEG images, a CSV table,
+a numpy array, a torch tensor or a ``torch.utils.data.Dataset`` — is loaded by the same
+:func:`load_dataset`, with the options of :data:`OPTIONS` (scaling, binarisation, split,
+shape; see :mod:`pyrovae.data.files`), and a ``.npy`` file larger than memory is read from disk
+batch by batch. :func:`describe` is the summary printed at load and by ``pyrovae datasets``.
+
 Example::
 
-    from pyrovae.data import load_dataset
+    from pyrovae.data import describe, load_dataset
 
     data = load_dataset("mnist-binarized")  # downloads into ~/.cache/pyrovae on first use
     x = data.split("train")                 # float32 (50000, 784), values in {0, 1}
+    mine = load_dataset("faces.npy", binarize="dynamic")  # your (N, H, W) uint8 array
+    print(describe(mine))
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
 
 from pyrovae import registry
 from pyrovae.options import Option
 
 from .binarized_mnist import load_binarized_mnist
-from .dataset import DataError, Dataset
+from .dataset import DataError, Dataset, RowReader, iter_chunks
 from .digits import embedded_status, load_digits
 from .download import file_status, resolve_data_dir
+from .files import OPTIONS as USER_OPTIONS
+from .files import DataOptions, load_user_data
 from .frey import load_frey
+from .inspect import describe, statistics
 from .mnist import load_mnist, load_mnist_dynamic
 
 __all__ = [
     "DATASET_NAMES",
     "DataError",
     "Dataset",
+    "RowReader",
+    "check_run_data",
     "dataset_status",
+    "describe",
+    "iter_chunks",
     "load_binarized_mnist",
+    "load_configured",
     "load_dataset",
     "load_digits",
     "load_frey",
     "load_mnist",
     "load_mnist_dynamic",
     "resolve_data_dir",
+    "statistics",
 ]
 
 #: the built-in datasets; :data:`pyrovae.registry.DATASETS` maps each name to its loader
@@ -62,33 +83,114 @@ DATA_DIR = Option(
     nullable=True,
     resumable=True,
 )
-#: the options every dataset reads (a loader may declare more)
-OPTIONS = (DATA_DIR,)
+#: the options of the data section: the data folder, then those of a user's data
+#: (:data:`pyrovae.data.files.OPTIONS`: scaling, binarize, data_seed, valid_fraction,
+#: test_fraction, data_shape, channels_last, resize, on_disk)
+OPTIONS = (DATA_DIR, *USER_OPTIONS)
+
+#: what :func:`load_dataset` accepts as a source besides a name
+Source = str | os.PathLike | np.ndarray | torch.Tensor | torch.utils.data.Dataset
 
 
 def load_dataset(
-    name: str, data_dir: str | os.PathLike[str] | None = None, download: bool = True
+    source: Source,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    **options: Any,
 ) -> Dataset:
-    """Load a dataset by its :data:`DATASET_NAMES` entry.
+    """Load a built-in dataset by name, or your own data.
 
     Args:
-        name: one of :data:`DATASET_NAMES`.
-        data_dir: the data folder; defaults to ``$PYROVAE_DATA``, then the per-user cache folder
-            (see :func:`resolve_data_dir`). Ignored by the embedded ``"digits"``.
-        download: fetch missing files from their canonical URLs (or ``$PYROVAE_MIRROR``);
-            when ``False`` a missing file is a :class:`DataError` naming what to put where.
+        source: one of :data:`DATASET_NAMES`; or the path of a ``.npy``, ``.npz``, ``.pt`` or
+            ``.csv`` file or of a folder of images (a string that is not a dataset name is a
+            path); or a numpy array, a torch tensor or a map-style ``torch.utils.data.Dataset``
+            (items a tensor or a ``(tensor, label)`` pair).
+        data_dir: the folder of the built-in datasets' files; defaults to ``$PYROVAE_DATA``,
+            then the per-user cache folder (see :func:`resolve_data_dir`). Ignored by the
+            embedded ``"digits"`` and by your own data.
+        download: fetch missing files of a built-in dataset from their canonical URLs (or
+            ``$PYROVAE_MIRROR``); when ``False`` a missing file is a :class:`DataError` naming
+            what to put where.
+        **options: for your own data, the options of :data:`pyrovae.data.files.OPTIONS`
+            (``scaling="unit"``, ``binarize="none"``, ``data_seed=0``,
+            ``valid_fraction=0.1``, ``test_fraction=0.1``, ``data_shape=()``,
+            ``channels_last=False``, ``resize=()``, ``on_disk="auto"``). A built-in dataset
+            has its own fixed scaling and split and takes none of them.
 
     Raises:
-        DataError: unknown name, missing or corrupt file, or a failed download.
+        DataError: unknown name and no such file, an unreadable or invalid file (the message
+            names it and the fix), a failed download, or an option a built-in dataset refuses.
     """
-    if name not in registry.DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    parsed = DataOptions.parse(**options)
+    if isinstance(source, str) and source in registry.DATASETS:
+        if parsed.changed():
+            raise DataError(
+                f"--{parsed.changed()[0].replace('_', '-')} applies to your own data; the "
+                f"built-in {source!r} has a fixed scaling and split: leave it at its default"
+            )
+        return _load_builtin(source, data_dir, download)
+    return load_user_data(source, parsed)
+
+
+def _load_builtin(name: str, data_dir, download: bool) -> Dataset:
     if data_dir is not None and name != "digits" and not Path(data_dir).expanduser().is_dir():
         raise DataError(
             f"data folder {data_dir} does not exist; create it (missing files are downloaded "
             "into it) or point --data-dir at the folder holding mnist/, binarized_mnist/, frey/"
         )
     return registry.DATASETS.get(name)(data_dir, download)
+
+
+def load_configured(config: Any, download: bool = True) -> Dataset:
+    """The dataset a run configuration names, with its data options, checked against the
+    parts the configuration chooses (before anything is built or written).
+
+    Reads ``config.dataset`` (a name or a path), ``config.data_dir`` and the options of
+    :data:`OPTIONS`. Beyond :func:`load_dataset`'s own checks, the data must suit the run:
+    conv and PixelCNN networks need images, and a Bernoulli likelihood needs values in
+    ``[0, 1]`` and, unless ``relaxed_bernoulli``, binary ones.
+
+    :param config: a :class:`pyrovae.config.RunConfig`.
+    :raises DataError: one line naming the data, the problem and the fix.
+    """
+    options = {o.name: config[o.name] for o in USER_OPTIONS if o.name in config}
+    data = load_dataset(config.dataset, config.data_dir, download, **options)
+    check_run_data(data, config)
+    return data
+
+
+def check_run_data(data: Dataset, config: Any) -> None:
+    """Raise a one-line :class:`DataError` if the configured parts cannot take ``data``."""
+    where = data.source if data.source != "embedded" else data.name
+    if data.image_shape is None:
+        for key in ("encoder", "decoder"):
+            part = config.part(key) if key in config else None
+            if part is not None and getattr(part, "needs_images", False):
+                raise DataError(
+                    f"{where} is table rows of {data.data_dim} numbers but --{key} "
+                    f"{config[key]} needs images; pass --data-shape H,W or C,H,W (C·H·W = "
+                    f"{data.data_dim}) if they are images, or use --{key} mlp"
+                )
+    likelihood = config.for_data(data.binary).part("likelihood")
+    if not getattr(likelihood, "requires_binary", False):
+        return
+    if not data.unit_interval:
+        raise DataError(
+            f"{where} has values outside [0, 1] but the {config.for_data(data.binary).likelihood} "
+            "likelihood scores values in [0, 1]; pass --scaling unit or minmax, or choose a "
+            "Gaussian likelihood"
+        )
+    if not data.binary and not config.get("relaxed_bernoulli", False):
+        binarise = (
+            "use a binarised dataset (mnist-binarized, mnist-dynamic)"
+            if config.dataset in registry.DATASETS
+            else "pass --binarize static or dynamic"
+        )
+        raise DataError(
+            f"{where} holds grey values (not 0/1) but the bernoulli likelihood needs binary "
+            f"data; {binarise}, --relaxed-bernoulli, or a Gaussian likelihood (e.g. "
+            "--likelihood gaussian-fixed)"
+        )
 
 
 def dataset_status(data_dir: str | os.PathLike[str] | None = None) -> list[dict]:

@@ -1,14 +1,27 @@
 """The :class:`Dataset` container shared by every loader, and :class:`DataError`.
 
 A :class:`Dataset` holds three fixed splits (train / valid / test) as flat ``float32`` tensors of
-shape ``(N, D)`` with values in ``[0, 1]``, where ``D = H * W`` for ``image_shape == (H, W)`` and
-each row is an image flattened in row-major order. The container checks these invariants when it
-is built, so a loader that produces anything else fails loudly instead of training on bad data.
+shape ``(N, D)``. For images, ``D = C * H * W`` for ``image_shape == (H, W)`` and ``channels ==
+C``, and each row is an image of shape ``(C, H, W)`` flattened in row-major order (torch's
+layout: all of channel 0, then channel 1, ...). For a table (``image_shape`` None) a row is D
+numbers. :attr:`Dataset.shape` is the one shape every part reads: ``(C, H, W)`` or ``(D,)``.
+
+Values lie in ``[0, 1]`` (``unit_interval=True``, every built-in dataset, and a user's data
+scaled to ``[0, 1]``); a user's standardised or unscaled data (``unit_interval=False``) need only
+be finite. The container checks these invariants when it is built, so a loader that produces
+anything else fails loudly instead of training on bad data.
+
+A split too large for memory is a :class:`RowReader` instead of a tensor (the training split of
+a large ``.npy`` file, :class:`pyrovae.data.files.NpyRows`): indexing it with a batch of row
+indices reads those rows from disk. Its values are checked by its loader, a chunk at a time, and
+not again here. :func:`iter_chunks` walks a tensor or a reader alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -24,64 +37,152 @@ class DataError(Exception):
     """
 
 
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A dataset of flattened images split into train / valid / test.
+@runtime_checkable
+class RowReader(Protocol):
+    """A 2-D ``float32`` split that is read on demand instead of held in memory.
+
+    ``reader[idx]`` (an int, a slice, or a 1-D integer tensor / array of row indices) returns
+    a ``float32`` tensor of those rows, as ``tensor[idx]`` would; ``reader.chunks(rows)`` yields
+    the split in order, ``rows`` rows at a time. Anything else a tensor offers (``.max()``,
+    ``.to()``, arithmetic) is deliberately missing: reading a whole split must be explicit.
+    """
+
+    shape: torch.Size
+    dtype: torch.dtype
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: Any) -> torch.Tensor: ...
+
+    def dim(self) -> int: ...
+
+    def chunks(self, rows: int) -> Iterator[torch.Tensor]: ...
+
+
+def iter_chunks(x: torch.Tensor | RowReader, rows: int) -> Iterator[torch.Tensor]:
+    """The rows of a split in order, at most ``rows`` at a time, as tensors (views of a tensor;
+    fresh reads of a :class:`RowReader`). Memory stays bounded by one chunk either way."""
+    if isinstance(x, torch.Tensor):
+        yield from x.split(int(rows))
+    else:
+        yield from x.chunks(int(rows))
+
+
+@dataclass(frozen=True)
+class SplitStats:
+    """One split's size and values, as :func:`pyrovae.data.inspect.split_stats` measures them.
 
     Attributes:
-        name: registry name, e.g. ``"mnist-binarized"``.
-        train, valid, test: ``float32`` tensors of shape ``(N_split, D)``, values in ``[0, 1]``.
-        image_shape: ``(H, W)`` with ``H * W == D``.
+        rows: the number of data points.
+        low, high: the smallest and largest value (NaN for an empty split, or when some value
+            is not finite).
+        binary: every value is 0 or 1 (True for an empty split).
+        finite: no value is NaN or infinite.
+    """
+
+    rows: int
+    low: float
+    high: float
+    binary: bool
+    finite: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset of flattened images (or table rows) split into train / valid / test.
+
+    Attributes:
+        name: registry name, e.g. ``"mnist-binarized"``, or the file name of a user's data.
+        train, valid, test: ``float32`` tensors of shape ``(N_split, D)`` (or a
+            :class:`RowReader` of that shape, for data kept on disk).
+        image_shape: ``(H, W)`` with ``channels * H * W == D``, or None for rows that are
+            not images (a table).
         binary: every value the model sees is in ``{0, 1}``.
         dynamic_binarization: ``train`` holds grey-level probabilities and the trainer draws
             ``x ~ Bernoulli(train)`` afresh for each batch; ``valid`` and ``test`` are already
             binarised once, so evaluation is deterministic.
-        source: folder the files were read from, or ``"embedded"``.
+        source: folder the files were read from, ``"embedded"``, the path of a user's file, or
+            ``"<numpy array>"``-like text for data given as an object.
         train_labels, test_labels, valid_labels: ``int64`` class labels, where the file format
             has them, aligned with the rows of the matching split.
+        channels: ``C``, 1 (grey) or 3 (colour) for images; 1 for a table.
+        unit_interval: every value lies in ``[0, 1]`` (checked); when False, values need only
+            be finite (a user's standardised or unscaled data).
+        stats: per-split value statistics computed by the loader
+            (:func:`pyrovae.data.inspect.split_stats`), or None to compute them when asked
+            (:func:`pyrovae.data.inspect.statistics`).
     """
 
     name: str
-    train: torch.Tensor
-    valid: torch.Tensor
-    test: torch.Tensor
-    image_shape: tuple[int, int]
+    train: torch.Tensor | RowReader
+    valid: torch.Tensor | RowReader
+    test: torch.Tensor | RowReader
+    image_shape: tuple[int, int] | None
     binary: bool
     dynamic_binarization: bool
     source: str
     train_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
     valid_labels: torch.Tensor | None = None
+    channels: int = 1
+    unit_interval: bool = True
+    stats: Mapping[str, SplitStats] | None = None
 
     def __post_init__(self) -> None:
-        height, width = self.image_shape
-        dim = height * width
+        if self.image_shape is None:
+            if self.channels != 1:
+                raise ValueError(f"{self.name}: channels needs an image_shape")
+            dim = self.train.shape[-1] if _is_split(self.train) else -1
+        else:
+            height, width = self.image_shape
+            dim = self.channels * height * width
         if self.dynamic_binarization and not self.binary:
             raise ValueError(f"{self.name}: dynamic_binarization requires binary=True")
+        if self.binary and not self.unit_interval:
+            raise ValueError(f"{self.name}: binary data lies in [0, 1]; set unit_interval=True")
         for split in SPLITS:
             x = getattr(self, split)
-            if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.dim() != 2:
+            if not _is_split(x) or x.dtype != torch.float32 or x.dim() != 2:
                 raise ValueError(f"{self.name}.{split} must be a 2-D float32 tensor")
             if x.shape[1] != dim:
                 raise ValueError(
                     f"{self.name}.{split} has {x.shape[1]} columns, image_shape {self.image_shape} "
                     f"needs {dim}"
                 )
-            if x.numel() and (x.min() < 0 or x.max() > 1):
-                raise ValueError(f"{self.name}.{split} has values outside [0, 1]")
-            must_be_binary = self.binary and not (split == "train" and self.dynamic_binarization)
-            if must_be_binary and not torch.logical_or(x == 0, x == 1).all():
-                raise ValueError(f"{self.name}.{split} is declared binary but is not 0/1")
+            if isinstance(x, torch.Tensor):  # a RowReader's loader checks it, chunk by chunk
+                self._check_values(split, x)
             labels = getattr(self, f"{split}_labels")
             if labels is not None and (labels.dtype != torch.int64 or labels.shape != x.shape[:1]):
                 raise ValueError(f"{self.name}.{split}_labels must be int64 of shape ({len(x)},)")
+
+    def _check_values(self, split: str, x: torch.Tensor) -> None:
+        if self.unit_interval:
+            if x.numel() and (x.min() < 0 or x.max() > 1):
+                raise ValueError(f"{self.name}.{split} has values outside [0, 1]")
+        elif not torch.isfinite(x).all():
+            raise ValueError(f"{self.name}.{split} has NaN or infinite values")
+        must_be_binary = self.binary and not (split == "train" and self.dynamic_binarization)
+        if must_be_binary and not torch.logical_or(x == 0, x == 1).all():
+            raise ValueError(f"{self.name}.{split} is declared binary but is not 0/1")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one data point: ``(C, H, W)`` for images, ``(D,)`` for a table."""
+        if self.image_shape is None:
+            return (self.data_dim,)
+        return (self.channels, *self.image_shape)
 
     @property
     def data_dim(self) -> int:
         """The number of pixels ``D`` of one flattened image."""
         return self.train.shape[1]
 
-    def split(self, name: str) -> torch.Tensor:
+    @property
+    def on_disk(self) -> bool:
+        """Some split is a :class:`RowReader`, read from disk batch by batch."""
+        return any(not isinstance(getattr(self, s), torch.Tensor) for s in SPLITS)
+
+    def split(self, name: str) -> torch.Tensor | RowReader:
         """Return the ``"train"``, ``"valid"`` or ``"test"`` split."""
         if name not in SPLITS:
             raise DataError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
@@ -90,10 +191,14 @@ class Dataset:
     def __repr__(self) -> str:
         sizes = "/".join(str(len(getattr(self, s))) for s in SPLITS)
         return (
-            f"Dataset(name={self.name!r}, splits={sizes}, image_shape={self.image_shape}, "
+            f"Dataset(name={self.name!r}, splits={sizes}, shape={self.shape}, "
             f"binary={self.binary}, dynamic_binarization={self.dynamic_binarization}, "
             f"source={self.source!r})"
         )
+
+
+def _is_split(x: object) -> bool:
+    return isinstance(x, (torch.Tensor, RowReader))
 
 
 def permutation_split(

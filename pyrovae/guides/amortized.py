@@ -10,15 +10,20 @@ inside the data plate. Objectives may rely on this shape: when a guide's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
+from torch import nn
 
 from pyrovae.models.plates import data_plate
 from pyrovae.nets import mlp
+
+#: what a guide's ``encoder`` argument may be: a network mapping flat rows (..., D) to
+#: (..., outputs_per_latent · latent_dim), or a function of that output size returning one
+Encoder = nn.Module | Callable[[int], nn.Module]
 
 
 class AmortizedGuide(PyroModule):
@@ -30,6 +35,9 @@ class AmortizedGuide(PyroModule):
     :param activation: encoder nonlinearity.
     :param init: ``"default"`` or ``"aevb"``.
     :param outputs_per_latent: encoder outputs per latent dimension (2: mean and scale).
+    :param encoder: the network, instead of an MLP of ``hidden`` widths: an ``nn.Module``
+        mapping flat rows ``(..., D)`` to ``(..., outputs_per_latent · latent_dim)``, or a
+        function of that size returning one (a network part, :mod:`pyrovae.networks`).
 
     The encoder reads ``x / input_scale``; ``input_scale`` is a buffer, 1 unless a
     scale-invariant likelihood sets it
@@ -50,13 +58,17 @@ class AmortizedGuide(PyroModule):
         activation: str,
         init: str,
         outputs_per_latent: int,
+        encoder: Encoder | None = None,
     ):
         super().__init__()
         self.data_dim = int(data_dim)
         self.latent_dim = int(latent_dim)
-        self.encoder = mlp(
-            self.data_dim, hidden, outputs_per_latent * self.latent_dim, activation, init
-        )
+        out_features = outputs_per_latent * self.latent_dim
+        if encoder is None:
+            encoder = mlp(self.data_dim, hidden, out_features, activation, init)
+        elif not isinstance(encoder, nn.Module):
+            encoder = encoder(out_features)
+        self.encoder = encoder
         self.register_buffer("input_scale", torch.ones(()))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

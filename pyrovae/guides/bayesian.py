@@ -164,7 +164,7 @@ class MeanFieldWeights(PyroModule):
 class FullVBGuide(PyroModule):
     r"""``q(z|x) q(θ)``: a local pyrovae guide and :class:`MeanFieldWeights` over the decoder.
 
-    Built by :func:`pyrovae.build.build_model` when ``decoder="bayesian"``; the
+    Built by :func:`pyrovae.build.build_model` when ``weights="bayesian"``; the
     ``guide`` option then names the local part. ``posterior(x)`` is the local
     part's (q(z|x) does not depend on θ).
 

@@ -23,7 +23,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyrovae.guides.amortized import AmortizedGuide
+from pyrovae.guides.amortized import AmortizedGuide, Encoder
 from pyrovae.options import Option
 
 LEARN_SCALE = ("none", "scalar", "vector")
@@ -54,6 +54,7 @@ class ConstantVariance(AmortizedGuide):
     :param hidden: encoder hidden widths, from x towards z.
     :param activation: encoder nonlinearity.
     :param init: ``"default"`` or ``"aevb"``.
+    :param encoder: a network instead of the MLP (see :class:`AmortizedGuide`).
     :param posterior_scale: ``s``, fixed or initial, > 0.
     :param learn_scale: ``"none"`` (``s`` fixed; a buffer), ``"scalar"`` (one
         learned ``s``) or ``"vector"`` (one learned ``s_j`` per latent dimension).
@@ -70,12 +71,15 @@ class ConstantVariance(AmortizedGuide):
         init: str = "default",
         posterior_scale: float = 1.0,
         learn_scale: str = "none",
+        encoder: Encoder | None = None,
     ):
         if learn_scale not in LEARN_SCALE:
             raise ValueError(f"learn_scale must be one of {LEARN_SCALE}, got {learn_scale!r}")
         if not (isinstance(posterior_scale, (int, float)) and 0 < posterior_scale < math.inf):
             raise ValueError(f"posterior_scale must be a positive number, got {posterior_scale!r}")
-        super().__init__(data_dim, latent_dim, hidden, activation, init, outputs_per_latent=1)
+        super().__init__(
+            data_dim, latent_dim, hidden, activation, init, outputs_per_latent=1, encoder=encoder
+        )
         self.learn_scale = learn_scale
         shape = (self.latent_dim,) if learn_scale == "vector" else ()
         log_scale = torch.full(shape, math.log(posterior_scale))

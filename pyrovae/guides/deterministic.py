@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import pyro.distributions as dist
 import torch
 
-from pyrovae.guides.amortized import AmortizedGuide
+from pyrovae.guides.amortized import AmortizedGuide, Encoder
 from pyrovae.options import Needs
 
 _NO_RATE = "it is a point posterior (a plain auto-encoder) with no rate to weigh"
@@ -48,6 +48,7 @@ class DeterministicGuide(AmortizedGuide):
     :param hidden: encoder hidden widths, from x towards z.
     :param activation: encoder nonlinearity.
     :param init: ``"default"`` or ``"aevb"``.
+    :param encoder: a network instead of the MLP (see :class:`AmortizedGuide`).
     """
 
     point_posterior = True
@@ -63,8 +64,11 @@ class DeterministicGuide(AmortizedGuide):
         hidden: Sequence[int] = (400,),
         activation: str = "tanh",
         init: str = "default",
+        encoder: Encoder | None = None,
     ):
-        super().__init__(data_dim, latent_dim, hidden, activation, init, outputs_per_latent=1)
+        super().__init__(
+            data_dim, latent_dim, hidden, activation, init, outputs_per_latent=1, encoder=encoder
+        )
 
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """δ at the code μ_φ(x) for a batch ``x`` (B, D): batch shape (B,), event (latent_dim,)."""

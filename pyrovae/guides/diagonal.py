@@ -17,7 +17,7 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 
-from pyrovae.guides.amortized import AmortizedGuide
+from pyrovae.guides.amortized import AmortizedGuide, Encoder
 from pyrovae.options import Option
 
 SCALE_TRANSFORMS = ("softplus", "exp")
@@ -40,6 +40,7 @@ class DiagonalGaussian(AmortizedGuide):
     :param activation: encoder nonlinearity.
     :param scale_transform: ``"softplus"`` or ``"exp"`` (see module docstring).
     :param init: ``"default"`` or ``"aevb"``.
+    :param encoder: a network instead of the MLP (see :class:`AmortizedGuide`).
     :param min_scale: added to every posterior standard deviation.
     """
 
@@ -54,10 +55,13 @@ class DiagonalGaussian(AmortizedGuide):
         scale_transform: str = "softplus",
         init: str = "default",
         min_scale: float = 1e-5,
+        encoder: Encoder | None = None,
     ):
         if scale_transform not in SCALE_TRANSFORMS:
             raise ValueError(f"scale_transform must be one of {SCALE_TRANSFORMS}")
-        super().__init__(data_dim, latent_dim, hidden, activation, init, outputs_per_latent=2)
+        super().__init__(
+            data_dim, latent_dim, hidden, activation, init, outputs_per_latent=2, encoder=encoder
+        )
         self.scale_transform = scale_transform
         self.min_scale = float(min_scale)
 

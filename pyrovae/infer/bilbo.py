@@ -34,6 +34,7 @@ import torch
 from torch.distributions import Normal
 
 from pyrovae import distributed
+from pyrovae.data.dataset import iter_chunks
 from pyrovae.infer.beta import unit_beta
 from pyrovae.infer.importance import per_point_log_prob, sample_sites, vectorized_traces
 from pyrovae.infer.loss_elbo import VectorizedLossELBO
@@ -232,7 +233,7 @@ def floating_prior(guide, x: torch.Tensor, batch_size: int = 1000) -> DiagonalNo
     """
     device = next(guide.parameters()).device
     second, variance = 0.0, 0.0
-    for xb in x.split(batch_size):
+    for xb in iter_chunks(x, batch_size):  # a tensor, or a split read from disk
         q = guide.posterior(xb.to(device))
         second = second + q.mean.pow(2).sum(0)
         variance = variance + q.variance.sum(0)

@@ -77,7 +77,7 @@ def _require(guide) -> None:
     if not is_full_vb(guide):
         raise ValueError(
             f"{type(guide).__name__} is not a full variational Bayes guide (no weights / "
-            "weight_model): train with decoder='bayesian'"
+            "weight_model): train with weights='bayesian'"
         )
 
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyrovae.data.dataset import iter_chunks
 from pyrovae.distributions.baggins import (
     FLOOR_MODES,
     BagginsNormal,
@@ -79,6 +80,7 @@ class GaussianShared(Likelihood):
     :param mean_activation: ``"identity"`` or ``"sigmoid"``.
     """
 
+    pixelwise = True
     options = (SIGMA, MEAN_ACTIVATION)
 
     def __init__(self, data_dim: int, sigma: float = 1.0, mean_activation: str = "identity"):
@@ -115,6 +117,7 @@ class BoundedGaussian(Likelihood):
     :param mean_activation: ``"identity"`` or ``"sigmoid"``.
     """
 
+    pixelwise = True
     options = (FLOOR, MEAN_ACTIVATION)
 
     def __init__(self, data_dim: int, floor: float = 1e-2, mean_activation: str = "identity"):
@@ -138,12 +141,20 @@ class BoundedGaussian(Likelihood):
         return self._split(h)[0]
 
 
-def _signal_power(x: torch.Tensor, chunk: int = 4096) -> float:
-    """:func:`signal_variance` of the rows of ``x`` in float64, a chunk of rows at a time."""
-    x = x.reshape(-1, x.shape[-1])
-    mean = sum(c.sum(0, dtype=torch.float64) for c in x.split(chunk)) / x.shape[0]
-    sq = sum((c.to(torch.float64) - mean).pow(2).sum(0) for c in x.split(chunk))
+def _signal_power(x, chunk: int = 4096) -> float:
+    """:func:`signal_variance` of the rows of ``x`` in float64, a chunk of rows at a time
+    (``x`` a tensor, or a split read from disk: :class:`pyrovae.data.RowReader`)."""
+    if isinstance(x, torch.Tensor):
+        x = x.reshape(-1, x.shape[-1])
+    mean = sum(c.sum(0, dtype=torch.float64) for c in iter_chunks(x, chunk)) / x.shape[0]
+    sq = sum((c.to(torch.float64) - mean).pow(2).sum(0) for c in iter_chunks(x, chunk))
     return (sq / x.shape[0]).mean().item()
+
+
+def _largest_magnitude(x, chunk: int = 4096) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.abs().max()
+    return torch.stack([c.abs().max() for c in iter_chunks(x, chunk)]).max()
 
 
 def _baggins_site(trace) -> dict:
@@ -271,7 +282,7 @@ class Baggins(Likelihood):
 
         :raises ValueError: if ``x`` is all zeros, or ``guide`` has no ``input_scale`` buffer.
         """
-        c = x.abs().max()
+        c = _largest_magnitude(x)
         if not (torch.isfinite(c) and c > 0):
             raise ValueError(f"cannot normalise data whose largest magnitude is {c.item()}")
         if guide is not None:
@@ -304,14 +315,17 @@ class Baggins(Likelihood):
         """
         device = self.data_scale.device
         sq_sum = torch.zeros((), dtype=torch.float64, device=device)
-        for xb in x.split(int(batch_size)):
+        for xb in iter_chunks(x, int(batch_size)):
             xb = xb.to(device)
             guide_trace = poutine.trace(guide).get_trace(xb)
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(xb)
             site = _baggins_site(model_trace)
             sq_sum += (site["value"] - site["loc"]).pow(2).sum(dtype=torch.float64)
-        residual_ms = sq_sum / x.numel()
-        signal = signal_variance(x.to(device, torch.float64))
+        residual_ms = sq_sum / (x.shape[0] * x.shape[1])
+        if isinstance(x, torch.Tensor):
+            signal = signal_variance(x.to(device, torch.float64))
+        else:  # a split on disk: the same quantity a chunk at a time (equal up to rounding)
+            signal = torch.tensor(_signal_power(x), dtype=torch.float64, device=device)
         var = bounded_variance(residual_ms, variance_floor(signal, self.info_max), self.floor_mode)
         self.frozen_variance.fill_(var.item())
         return var.item()

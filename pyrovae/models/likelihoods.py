@@ -46,6 +46,11 @@ class Likelihood(nn.Module):
 
     #: the data must lie in {0, 1} for this likelihood to be a density
     requires_binary: bool = False
+    #: the distribution factorises over pixels given h, parameters in k blocks of D (h.split(D))
+    pixelwise: bool = False
+    #: :meth:`mean` is E[x | z]; False when it is not tractable (an autoregressive head's
+    #: ``mean`` is the conditional means along one sample): summaries then skip the MSE
+    exact_mean: bool = True
     #: the run-configuration options this head reads (:mod:`pyrovae.options`)
     options: tuple[Option, ...] = ()
 
@@ -110,6 +115,7 @@ class Bernoulli(Likelihood):
         this on grey MNIST); numbers from such runs are not log-likelihoods.
     """
 
+    pixelwise = True
     requires_binary = True
     options = (RELAXED_BERNOULLI,)
 
@@ -159,6 +165,7 @@ class GaussianFixed(Likelihood):
         the Frey Face means to (0, 1) with a sigmoid).
     """
 
+    pixelwise = True
     options = (SIGMA, MEAN_ACTIVATION)
 
     def __init__(self, data_dim: int, sigma: float = 1.0, mean_activation: str = "identity"):
@@ -195,6 +202,7 @@ class GaussianLearned(Likelihood):
         (Mattei & Frellsen 2018). Keep it for comparison with the bounded heads.
     """
 
+    pixelwise = True
     options = (MEAN_ACTIVATION,)
 
     def __init__(self, data_dim: int, mean_activation: str = "identity"):

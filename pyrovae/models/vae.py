@@ -3,7 +3,8 @@
     z ~ p(z)                      site "latent", inside plate "data"
     x ~ p(x | z) = L(f_θ(z))      site "obs",    inside plate "data"
 
-with ``f_θ`` an MLP decoder and ``L`` a likelihood head
+with ``f_θ`` a decoder network (an MLP by default; any network of
+:mod:`pyrovae.networks`) and ``L`` a likelihood head
 (:mod:`pyrovae.models.likelihoods`). The model is a plain Pyro callable:
 ``pyro.infer`` ELBOs, ``Predictive`` and ``poutine`` handlers apply unchanged.
 The decoder is called *between* two entries of the same data plate, never
@@ -35,7 +36,7 @@ OPTIONS = (LATENT_DIM, *nets.OPTIONS)
 
 
 class VAE(PyroModule):
-    """A VAE model ``p(z) p(x|z)`` with an MLP decoder.
+    """A VAE model ``p(z) p(x|z)`` with a decoder network (default: an MLP).
 
     :param data_dim: D, the size of a flattened data point.
     :param latent_dim: the size of z.
@@ -44,8 +45,10 @@ class VAE(PyroModule):
     :param likelihood: a :class:`~pyrovae.models.likelihoods.Likelihood`; default Bernoulli.
     :param prior: a prior module (default :class:`~pyrovae.models.priors.StandardNormal`).
     :param init: ``"default"`` or ``"aevb"`` (N(0, 0.01²)).
-    :param decoder: a ready network mapping z to ``likelihood.out_features``
-        outputs, instead of building an MLP.
+    :param decoder: a ready network mapping ``(..., latent_dim)`` to
+        ``(..., likelihood.out_features)``, instead of building an MLP of ``hidden``
+        widths (:mod:`pyrovae.networks`; for images, the outputs are k blocks of one
+        flat ``(C, H, W)`` image each).
     """
 
     def __init__(
@@ -68,8 +71,10 @@ class VAE(PyroModule):
                 f"likelihood is for {self.likelihood.data_dim} dimensions, model for {data_dim}"
             )
         self.prior = prior if prior is not None else StandardNormal(self.latent_dim)
-        self.decoder = decoder or mlp(
-            self.latent_dim, hidden, self.likelihood.out_features, activation, init
+        self.decoder = (
+            decoder
+            if decoder is not None
+            else mlp(self.latent_dim, hidden, self.likelihood.out_features, activation, init)
         )
 
     def forward(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
