@@ -665,3 +665,30 @@ def test_readme_example_with_your_own_array(monkeypatch, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "480 / 60 / 60 (train / valid / test) grey images of 1 x 8 x 8" in out
     assert re.search(r"test ELBO -\d+\.\d nats", out), out
+
+
+def test_the_cli_inspects_and_trains_on_a_file(subset, tmp_path):
+    """``pyrovae datasets PATH`` prints the load summary with the data options applied;
+    ``pyrovae train --dataset PATH`` trains on it and records the absolute path, the data
+    shape and the value range in config.json, so the run resumes from another folder."""
+    from pyrovae.cli import main
+
+    pixels, _, _ = subset
+    path, _ = _write_npy(pixels, None, tmp_path)
+    shown = CliRunner().invoke(main, ["datasets", str(path), "--binarize", "static"])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines()[0] == (
+        "mnist.npy: 400 / 50 / 50 (train / valid / test) grey images of 1 x 28 x 28 (C x H x W)"
+    )
+    assert "binary (0/1)" in shown.output
+    run = tmp_path / "run"
+    args = ["train", "--dataset", str(path), "--binarize", "static", "--encoder", "conv"]
+    args += ["--conv-channels", "4", "--hidden", "16", "--latent", "2", "--epochs", "1"]
+    args += ["--iw-samples", "0", "--no-progress", "--threads", "1", "--out", str(run)]
+    trained = CliRunner().invoke(main, args)
+    assert trained.exit_code == 0, trained.output
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["config"]["dataset"] == str(path.absolute())
+    assert saved["config"]["binarize"] == "static"
+    assert saved["data_shape"] == [1, 28, 28] and saved["value_range"] == [0.0, 1.0]
+    assert saved["num_train"] == 400

@@ -23,6 +23,9 @@ The channels of one pixel are conditionally independent given the earlier pixels
 
 from __future__ import annotations
 
+import contextlib
+
+import pyro
 import torch
 from pyro.distributions import TorchDistribution
 from pyro.distributions.torch import Independent
@@ -125,6 +128,19 @@ class AutoregressiveImage(TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
+    @classmethod
+    def infer_shapes(cls, **arg_shapes):
+        """Not inferable: the event shape is the image ``shape`` argument's value, not an
+        argument's shape (as for Pyro's ``LKJ``)."""
+        raise NotImplementedError
+
+    def _heads_validate(self) -> contextlib.AbstractContextManager:
+        """The head's distributions validate as this one does: off if it was built with
+        ``validate_args=False``, else as the global flag says."""
+        if self._validate_args:
+            return contextlib.nullcontext()
+        return pyro.validation_enabled(False)
+
     @property
     def support(self) -> constraints.Constraint:
         """The support of the head's distribution, e.g. ``independent(boolean, 1)``."""
@@ -141,7 +157,8 @@ class AutoregressiveImage(TorchDistribution):
                 f"expected {tuple(self.event_shape)}"
             )
         params, value = teacher_forced_params(self.net, self.cond, value)
-        return self.head.log_prob(params, value)
+        with self._heads_validate():
+            return self.head.log_prob(params, value)
 
     def sample(self, sample_shape: torch.Size = _EMPTY) -> torch.Tensor:
         """Ancestral sampling in raster order, all channels of a pixel at once."""
@@ -173,8 +190,14 @@ class AutoregressiveImage(TorchDistribution):
         """:meth:`conditional_means` of one ancestral sample (``E[x]`` is intractable)."""
         return self.conditional_means()
 
-    @torch.no_grad()
     def _ancestral(
+        self, sample_shape: torch.Size = _EMPTY
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with self._heads_validate():
+            return self._draw(sample_shape)
+
+    @torch.no_grad()
+    def _draw(
         self, sample_shape: torch.Size = _EMPTY
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x, Σ log p(x_ij | x_<ij), conditional means)`` of one ancestral pass."""
