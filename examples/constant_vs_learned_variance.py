@@ -31,6 +31,11 @@ Budget: full ≈ 4–6 min on 2 busy cores (measured 217 s and 324 s wall, ≈ 2
 when two other heavy jobs shared the cores; one torch thread), ``--quick`` ≈ 15 s.
 
     python examples/constant_vs_learned_variance.py [--quick] [--data-dir DIR] [--out DIR]
+
+The JSON and PNG go to ``--out``, by default ``runs/fyffe/`` (git-ignored); the committed ones in
+``docs/results/fyffe/`` are rewritten only when named::
+
+    python examples/constant_vs_learned_variance.py --data-dir DIR --out docs/results/fyffe
 """
 
 from __future__ import annotations
@@ -74,13 +79,14 @@ VARIANTS = {
         "posterior_scale": 1.0,
     },
 }
+OUT_HELP = "folder of the JSON and PNG (default runs/fyffe; the committed ones: docs/results/fyffe)"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny subsets, for tests (< 30 s)")
     p.add_argument("--data-dir", default=None, help="folder with the data (default $PYROVAE_DATA)")
-    p.add_argument("--out", default="docs/results/fyffe", help="where the JSON and PNG go")
+    p.add_argument("--out", default="runs/fyffe", help=OUT_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fixed-scale", type=float, default=0.1, help="s of 'constant, fixed s'")
     p.add_argument("--frey-likelihood", default="baggins")

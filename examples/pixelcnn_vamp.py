@@ -16,11 +16,14 @@ and writes ``--json`` (numbers, budget, wall times) and copies the sweep's figur
 ``--figures``. Every run is an ordinary resumable run folder: rerun the same command
 after an interruption and it continues where it stopped.
 
-The CPU budget used for ``docs/results.md`` (one torch thread each, two processes)::
+The CPU budget of ``docs/results.md`` (one torch thread each; the sweep's β values were
+split over two processes, then one call writes the figures and the JSON)::
 
-    python examples/pixelcnn_vamp.py --part sweep   --threads 1
-    python examples/pixelcnn_vamp.py --part corners --threads 1
-    python examples/pixelcnn_vamp.py --part report
+    python examples/pixelcnn_vamp.py --part sweep --epochs 10 --betas 0.1,0.3,0.5,0.7
+    python examples/pixelcnn_vamp.py --part sweep --epochs 10 --betas 1.1,1.0
+    python examples/pixelcnn_vamp.py --part corners --epochs 10
+    python examples/pixelcnn_vamp.py --part all --epochs 10 --betas 0.1,0.3,0.5,0.7,1.0,1.1 \
+        --json docs/results/pixelcnn_vamp.json --figures docs/results/pixelcnn_vamp
 
 The paper's budget needs a GPU (full 50 000 training images, more epochs, a larger
 PixelCNN, all 10 000 test images)::
@@ -59,13 +62,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["all", "sweep", "corners", "report"], default="all")
     p.add_argument("--out", type=Path, default=Path("runs/pixelcnn-vamp"))
-    p.add_argument("--json", type=Path, default=Path("docs/results/pixelcnn_vamp.json"))
-    p.add_argument("--figures", type=Path, default=Path("docs/results/pixelcnn_vamp"))
+    p.add_argument("--json", type=Path, default=Path("runs/pixelcnn-vamp/results.json"))
+    p.add_argument("--figures", type=Path, default=Path("runs/pixelcnn-vamp/figures"))
     p.add_argument("--data-dir", default=None)
     p.add_argument("--train-size", type=int, default=5000, help="first N training images")
     p.add_argument("--test-size", type=int, default=500, help="first N test images")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--betas", default="0.1,0.3,0.5,0.7,0.9,1.0,1.1")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--betas", default="0.1,0.3,0.5,0.7,1.0,1.1")
     p.add_argument("--latent", type=int, default=32)
     p.add_argument("--hidden", default="256")
     p.add_argument("--pixelcnn-layers", type=int, default=3)

@@ -10,10 +10,16 @@ Sweeps β of ``D + βR`` for two model families on the same data (H known exactl
   near-uniform start is the autodecoder, while a fixed target rate
   (``D + |R − 0.5|``) keeps 0.5 nats in the latent at the same ELBO.
 
-Writes ``OUT/toy_rate_distortion.png`` and ``OUT/toy_rate_distortion.json``::
+Writes ``OUT/toy_rate_distortion.png`` and ``OUT/toy_rate_distortion.json``, ``OUT`` being
+``--out``, by default ``runs/toy-rd`` (git-ignored); ``--quick`` fits 3 β values for 100 steps
+(≈ 2 s, for tests)::
 
-    python examples/rate_distortion_sweep.py --out runs/toy-rd
+    python examples/rate_distortion_sweep.py
     python examples/rate_distortion_sweep.py --beta 0.1:2:0.1 --steps 4000
+
+The committed results in ``docs/results/rate_distortion/`` are rewritten only when named::
+
+    python examples/rate_distortion_sweep.py --out docs/results/rate_distortion
 
 For binarised MNIST, the same plane comes from ``pyrovae sweep`` (see ``pyrovae sweep --help``).
 """
@@ -30,14 +36,23 @@ from pyrovae.models.toy import ToyModel, fit_toy, toy_data, toy_sweep
 from pyrovae.run import write_json
 from pyrovae.sweep import parse_betas
 
+OUT_HELP = "output folder (default runs/toy-rd; the committed one: docs/results/rate_distortion)"
 
-def main() -> None:
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/toy-rd"), help="output folder")
-    parser.add_argument("--beta", default="0.2:2:0.2", help="β values (list or start:stop:step)")
+    parser.add_argument("--out", type=Path, default=Path("runs/toy-rd"), help=OUT_HELP)
+    parser.add_argument("--quick", action="store_true", help="β ∈ {0.5, 1, 2}, 100 steps")
+    parser.add_argument(
+        "--beta", default=None, help="β values (list or start:stop:step; default 0.2:2:0.2)"
+    )
     parser.add_argument("--values", type=int, default=30, help="K, the number of values of x")
-    parser.add_argument("--steps", type=int, default=2000, help="Adam steps per fit")
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int, default=None, help="Adam steps per fit (default 2000)")
+    args = parser.parse_args(argv)
+    mode = {"beta": "0.5,1,2", "steps": 100} if args.quick else {"beta": "0.2:2:0.2", "steps": 2000}
+    for key, value in mode.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     torch.set_num_threads(1)
 
     data = toy_data(num_values=args.values)

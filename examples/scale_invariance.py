@@ -33,6 +33,11 @@ differs from x/s by rounding, and training amplifies that over steps).
 Budget: full ≈ 1 min on 2 busy cores (measured 58 s wall; one torch thread), ``--quick`` ≈ 10 s.
 
     python examples/scale_invariance.py [--quick] [--data-dir DIR] [--out DIR] [--seed S]
+
+The JSON and PNGs go to ``--out``, by default ``runs/fyffe/`` (git-ignored); the committed ones in
+``docs/results/fyffe/`` are rewritten only when named::
+
+    python examples/scale_invariance.py --data-dir DIR --out docs/results/fyffe
 """
 
 from __future__ import annotations
@@ -58,13 +63,16 @@ from pyrovae.plots import tile_images
 NAME = "scale_invariance"
 SCALES = (0.01, 1.0, 100.0)
 FAMILIES = ("baggins", "baggins-unnormalised", "gaussian-fixed")
+OUT_HELP = (
+    "folder of the JSON and PNGs (default runs/fyffe; the committed ones: docs/results/fyffe)"
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few steps, for tests (< 15 s)")
     p.add_argument("--data-dir", default=None, help="folder with frey/ (default $PYROVAE_DATA)")
-    p.add_argument("--out", default="docs/results/fyffe", help="where the JSON and PNGs go")
+    p.add_argument("--out", default="runs/fyffe", help=OUT_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=None, help="training frames (default: all 1565)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default 20)")

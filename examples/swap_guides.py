@@ -1,6 +1,11 @@
 """Swap the guide q(z|x), keep everything else: one config key, every guide in the registry.
 
 python examples/swap_guides.py [--quick] [--dataset NAME] [--data-dir DIR] [--out DIR] [--seed S]
+
+The JSON and PNGs go to ``--out``, by default ``runs/fyffe/`` (git-ignored); the committed ones in
+``docs/results/fyffe/`` are rewritten only when named::
+
+    python examples/swap_guides.py --out docs/results/fyffe
 """
 
 import argparse
@@ -18,7 +23,11 @@ p = argparse.ArgumentParser(description="train one model with each registered gu
 p.add_argument("--quick", action="store_true", help="2 epochs instead of 30")
 p.add_argument("--dataset", default="digits", help="digits (embedded), mnist-binarized, frey")
 p.add_argument("--data-dir", default=None, help="the data folder (default $PYROVAE_DATA)")
-p.add_argument("--out", default="docs/results/fyffe")
+p.add_argument(
+    "--out",
+    default="runs/fyffe",
+    help="folder of the JSON and PNGs (default runs/fyffe; the committed ones: docs/results/fyffe)",
+)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--threads", type=int, default=1, help="torch threads; small nets: 1 is fastest")
 args = p.parse_args()

@@ -55,7 +55,9 @@ def write_plots(run: RunFolder, model, guide, dataset, metrics: list[dict]) -> l
             samples,
             shape,
             run.plots / "samples.png",
-            title="means of p(x|z), z ~ p(z)",
+            title="means of p(x|z), z ~ p(z)"
+            if getattr(model.likelihood, "exact_mean", True)
+            else "p(x|z), z ~ p(z): conditional means along one sample (PixelCNN)",
             vmin=vmin,
             vmax=vmax,
         )

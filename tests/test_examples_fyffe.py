@@ -3,11 +3,13 @@
 Each example is imported from ``examples/`` and run in this process (importing torch and pyro
 once instead of once per subprocess keeps the file well under 90 s); ``swap_guides.py`` is a
 plain script and runs through :func:`runpy.run_path`. Every check is on the written files.
+They run with their default ``--out`` in a clean checkout of the examples
+(``test_examples_clean.clean_checkout``, the current directory set to it), and must leave its
+``git status`` unchanged, writing under ``runs/fyffe/``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import runpy
 import sys
@@ -15,25 +17,33 @@ from pathlib import Path
 
 import pytest
 from conftest import all_finite, assert_png
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from test_examples_clean import clean_checkout, load_script, stays_clean
 
 
-def _run(name: str, out: Path, data_dir: Path) -> dict:
-    _load(name).main(["--quick", "--out", str(out), "--data-dir", str(data_dir)])
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A clean checkout of the examples, shared by this file's tests."""
+    return clean_checkout(tmp_path_factory.mktemp("checkout"))
+
+
+@pytest.fixture
+def out(checkout, monkeypatch) -> Path:
+    """Where the examples write by default, run from ``checkout``."""
+    monkeypatch.chdir(checkout)
+    return checkout / "runs" / "fyffe"
+
+
+def _run(name: str, checkout: Path, out: Path, data_dir: Path) -> dict:
+    with stays_clean(checkout):
+        load_script(checkout / "examples" / f"{name}.py").main(
+            ["--quick", "--data-dir", str(data_dir)]
+        )
     return json.loads((out / f"{name}.json").read_text())
 
 
-def test_unbounded_likelihood(tmp_path, data_dir):
-    report = _run("unbounded_likelihood", tmp_path, data_dir)
-    assert_png(tmp_path / "unbounded_likelihood.png")
+def test_unbounded_likelihood(checkout, out, data_dir):
+    report = _run("unbounded_likelihood", checkout, out, data_dir)
+    assert_png(out / "unbounded_likelihood.png")
     assert report["quick"] is True and all_finite(report)
     names = [r["likelihood"] for r in report["results"]]
     assert names == ["gaussian-learned", "bounded-gaussian", "gaussian-fixed", "baggins"]
@@ -63,9 +73,9 @@ def test_unbounded_likelihood(tmp_path, data_dir):
     }
 
 
-def test_constant_vs_learned_variance(tmp_path, data_dir):
-    report = _run("constant_vs_learned_variance", tmp_path, data_dir)
-    assert_png(tmp_path / "constant_vs_learned_variance.png")
+def test_constant_vs_learned_variance(checkout, out, data_dir):
+    report = _run("constant_vs_learned_variance", checkout, out, data_dir)
+    assert_png(out / "constant_vs_learned_variance.png")
     assert all_finite(report)
     assert set(report["tables"]) == {"mnist-binarized", "frey"}
     for rows in report["tables"].values():
@@ -80,10 +90,10 @@ def test_constant_vs_learned_variance(tmp_path, data_dir):
         assert "test_elbo_floating_prior" in bilbo
 
 
-def test_scale_invariance(tmp_path, data_dir):
-    report = _run("scale_invariance", tmp_path, data_dir)
-    assert_png(tmp_path / "scale_invariance.png")
-    assert_png(tmp_path / "scale_invariance_reconstructions.png")
+def test_scale_invariance(checkout, out, data_dir):
+    report = _run("scale_invariance", checkout, out, data_dir)
+    assert_png(out / "scale_invariance.png")
+    assert_png(out / "scale_invariance_reconstructions.png")
     assert all_finite(report) and report["dtype"] == "float64"
     families = report["families"]
     assert families["baggins"]["invariant"] is True
@@ -100,18 +110,18 @@ def test_scale_invariance(tmp_path, data_dir):
     assert report["what_must_be_scale_equivariant"]
 
 
-def test_swap_guides(tmp_path, monkeypatch):
+def test_swap_guides(checkout, out, monkeypatch):
     from pyrovae import registry
     from pyrovae.config import is_point_posterior
 
-    argv = ["swap_guides.py", "--quick", "--out", str(tmp_path)]
-    monkeypatch.setattr(sys, "argv", argv)
-    runpy.run_path(str(EXAMPLES / "swap_guides.py"), run_name="__main__")
-    results = json.loads((tmp_path / "swap_guides.json").read_text())
+    monkeypatch.setattr(sys, "argv", ["swap_guides.py", "--quick"])
+    with stays_clean(checkout):
+        runpy.run_path(str(checkout / "examples" / "swap_guides.py"), run_name="__main__")
+    results = json.loads((out / "swap_guides.json").read_text())
     # every guide of a VAE; a point posterior ("deterministic") is an auto-encoder's
     vae_guides = {g for g in registry.GUIDES.names() if not is_point_posterior(g)}
     assert "diagonal" in vae_guides and "deterministic" not in vae_guides
     assert set(results) == vae_guides
     assert all_finite(results)
     for guide in results:
-        assert_png(tmp_path / f"swap_guides_{guide}.png")
+        assert_png(out / f"swap_guides_{guide}.png")

@@ -448,4 +448,5 @@ if __name__ == "__main__":  # the table of bad inputs as it stands: case | messa
         for what, args, _ in bad_input_cases(world, data):
             result = CliRunner().invoke(main, args)
             line = next(ln for ln in result.output.splitlines() if ln.startswith("Error"))
-            print(f"| {what} | `{line.replace(tmp, 'RUNS')}` | {result.exit_code} |")
+            shown = line.replace(tmp, "RUNS").replace(os.getcwd(), ".")
+            print(f"| {what} | `{shown}` | {result.exit_code} |")

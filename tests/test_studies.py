@@ -1,35 +1,46 @@
 """The eight replication studies of ``examples/studies/`` run end to end in their ``--quick``
 modes, on the real data, in this process.
 
-Each study's ``main(argv)`` is imported from its file and called with ``--out``, ``--figures``
-and ``--runs-dir`` inside ``tmp_path``; one parametrised test runs every study, makes the
-checks every study's JSON must pass, then the study's own (``CHECKS``), all on the files.
+Each study's ``main(argv)`` is imported from its file in a clean checkout of the examples
+(``test_examples_clean.clean_checkout``, shared by the file's tests) and called with its default
+``--out``, ``--figures`` and ``--runs-dir``: everything must land in the git-ignored
+``runs/studies/`` and leave ``git status`` unchanged. One parametrised test runs every study,
+makes the checks every study's JSON must pass, then the study's own (``CHECKS``), all on the
+files.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import all_finite, assert_png
+from test_examples_clean import clean_checkout, load_script, stays_clean
 
-STUDIES = Path(__file__).resolve().parents[1] / "examples" / "studies"
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    """A clean checkout of the examples, shared by this file's tests."""
+    return clean_checkout(tmp_path_factory.mktemp("checkout"))
 
 
-def _run_quick(name: str, tmp_path: Path, data_dir: Path, monkeypatch) -> dict:
-    """Run study ``name`` in ``--quick`` mode into ``tmp_path``; check and return its JSON."""
-    monkeypatch.syspath_prepend(str(STUDIES))  # the studies import their helpers as _common
-    spec = importlib.util.spec_from_file_location(f"_study_{name}", STUDIES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out, figures = tmp_path / f"{name}.json", tmp_path / "figures"
-    argv = ["--quick", "--out", str(out), "--figures", str(figures)]
-    argv += ["--runs-dir", str(tmp_path / "runs"), "--data-dir", str(data_dir)]
-    returned = module.main(argv)
-    report = json.loads(out.read_text())
+def _run_quick(name: str, checkout: Path, data_dir: Path, monkeypatch) -> dict:
+    """Run study ``name`` of ``checkout`` in ``--quick`` mode with its default outputs, from
+    ``checkout``; check and return its JSON."""
+    studies = checkout / "examples" / "studies"
+    # the studies import their helpers as _common: this checkout's, whose ROOT is the checkout
+    monkeypatch.delitem(sys.modules, "_common", raising=False)
+    monkeypatch.syspath_prepend(str(studies))
+    monkeypatch.chdir(checkout)
+    with stays_clean(checkout):
+        returned = load_script(studies / f"{name}.py").main(
+            ["--quick", "--data-dir", str(data_dir)]
+        )
+    figures = checkout / "runs" / "studies"
+    report = json.loads((figures / f"{name}.json").read_text())
     assert report == json.loads(json.dumps(returned))
     for key in ("study", "command", "quick", "budget", "wall_seconds", "figures", "seed"):
         assert key in report, key
@@ -39,7 +50,7 @@ def _run_quick(name: str, tmp_path: Path, data_dir: Path, monkeypatch) -> dict:
     assert all_finite(report)
     for figure in report["figures"]:
         assert_png(figures / figure)
-    assert (tmp_path / "runs" / name).is_dir()
+    assert (figures / name).is_dir()  # the run folders
     return report
 
 
@@ -191,5 +202,5 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
-def test_study_quick(name, tmp_path, data_dir, monkeypatch):
-    CHECKS[name](_run_quick(name, tmp_path, data_dir, monkeypatch))
+def test_study_quick(name, checkout, data_dir, monkeypatch):
+    CHECKS[name](_run_quick(name, checkout, data_dir, monkeypatch))

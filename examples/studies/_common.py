@@ -28,6 +28,13 @@ they share, with a deliberately small API:
   :func:`plot_train_test`, :func:`train_test_legend`, :func:`elbo_ylim` — the train / test
   curves the studies draw.
 
+Everything a study writes goes under ``runs/studies/`` (git-ignored) unless told otherwise: the
+JSON to ``runs/studies/<study>.json``, the PNGs beside it, the run folders to
+``runs/studies/<study>/<label>``. The committed results in ``docs/results/studies/`` are
+regenerated only by naming them, e.g.
+``python examples/studies/<study>.py --out docs/results/studies/<study>.json
+--figures docs/results/studies``.
+
 Numbers are per data point, in nats; ELBOs are reported as they are (negative for binary data).
 Scripts import this module as ``_common`` (their own folder is first on ``sys.path`` when run
 as ``python examples/studies/<study>.py``; tests prepend the folder).
@@ -51,10 +58,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parents[2]
-#: where the JSON and PNGs of the full runs go (``docs/results/studies/``)
-RESULTS_DIR = ROOT / "docs" / "results" / "studies"
+#: where the JSON and PNGs go by default (``runs/`` is git-ignored)
+RESULTS_DIR = ROOT / "runs" / "studies"
 #: where the run folders go (``runs/`` is git-ignored)
 RUNS_DIR = ROOT / "runs" / "studies"
+#: where the committed JSON and PNGs are; written only when named by ``--out`` / ``--figures``
+COMMITTED_DIR = "docs/results/studies"
 DPI = 80
 SIGN_CONVENTION = (
     "per data point, in nats; ELBO as it is (negative for binary data, higher is better)"
@@ -69,14 +78,20 @@ def parse_args(
 ) -> argparse.Namespace:
     """The common options of study ``name``; ``extra(parser)`` may add the study's own.
 
-    Defaults: ``--out docs/results/studies/<name>.json``, ``--figures docs/results/studies``,
-    ``--runs-dir runs/studies`` (runs go to ``<runs-dir>/<name>/<label>``), one thread.
+    Defaults, all under the git-ignored ``runs/``: ``--out runs/studies/<name>.json``,
+    ``--figures`` the folder of ``--out``, ``--runs-dir runs/studies`` (runs go to
+    ``<runs-dir>/<name>/<label>``); one thread. The committed results are rewritten only by
+    ``--out docs/results/studies/<name>.json --figures docs/results/studies``.
     The returned namespace also has ``name`` and ``command`` (the command line, for the JSON).
     """
-    p = argparse.ArgumentParser(prog=f"{name}.py", description=description)
+    committed = f"--out {COMMITTED_DIR}/{name}.json --figures {COMMITTED_DIR}"
+    epilog = f"to regenerate the committed results, add {committed}"
+    p = argparse.ArgumentParser(prog=f"{name}.py", description=description, epilog=epilog)
     p.add_argument("--quick", action="store_true", help="tiny budget, for tests (< 30 s)")
     p.add_argument("--out", default=None, help=f"JSON path (default {RESULTS_DIR}/{name}.json)")
-    p.add_argument("--figures", default=None, help=f"folder of the PNGs (default {RESULTS_DIR})")
+    p.add_argument(
+        "--figures", default=None, help="folder of the PNGs (default: the folder of --out)"
+    )
     p.add_argument("--runs-dir", default=None, help=f"folder of run folders (default {RUNS_DIR})")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--data-dir", default=None, help="data folder (default $PYROVAE_DATA)")
@@ -88,7 +103,7 @@ def parse_args(
     args.name = name
     args.command = shlex.join(["python", f"examples/studies/{name}.py", *argv])
     args.out = Path(args.out) if args.out else RESULTS_DIR / f"{name}.json"
-    args.figures = Path(args.figures) if args.figures else RESULTS_DIR
+    args.figures = Path(args.figures) if args.figures else args.out.parent
     args.runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS_DIR
     args.figures.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

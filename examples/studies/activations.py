@@ -16,6 +16,13 @@ thread of a shared 2-core machine (load average ≈ 3). ``--quick``: 500 / 200 i
 5 s).
 
     python examples/studies/activations.py [--quick] [--threads 1] [--data-dir DIR]
+
+The JSON goes to ``runs/studies/activations.json``, the PNGs beside it and the run folders to
+``runs/studies/activations/`` (all git-ignored). The committed results in
+``docs/results/studies/`` are rewritten only when named::
+
+    python examples/studies/activations.py --threads 1 --figures docs/results/studies \\
+        --out docs/results/studies/activations.json
 """
 
 from __future__ import annotations

@@ -23,6 +23,13 @@ other jobs (load average ≈ 4); ``--quick``: 300 / 100 frames, 2 epochs, M ∈ 
 4} (≈ 10 s).
 
     python examples/studies/batch_samples.py [--quick] [--threads 1] [--data-dir DIR]
+
+The JSON goes to ``runs/studies/batch_samples.json``, the PNGs beside it and the run folders to
+``runs/studies/batch_samples/`` (all git-ignored). The committed results in
+``docs/results/studies/`` are rewritten only when named::
+
+    python examples/studies/batch_samples.py --threads 1 --figures docs/results/studies \\
+        --out docs/results/studies/batch_samples.json
 """
 
 from __future__ import annotations

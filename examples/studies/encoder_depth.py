@@ -22,6 +22,13 @@ Budget (full): the first 10 000 training images, the first 2 000 test images, 15
 500 / 200 images, 2 epochs (≈ 10 s).
 
     python examples/studies/encoder_depth.py [--quick] [--threads 1] [--data-dir DIR]
+
+The JSON goes to ``runs/studies/encoder_depth.json``, the PNGs beside it and the run folders to
+``runs/studies/encoder_depth/`` (all git-ignored). The committed results in
+``docs/results/studies/`` are rewritten only when named::
+
+    python examples/studies/encoder_depth.py --threads 1 --figures docs/results/studies \\
+        --out docs/results/studies/encoder_depth.json
 """
 
 from __future__ import annotations

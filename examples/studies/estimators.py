@@ -33,6 +33,13 @@ early-training values, not converged ones.
 ``--quick``: 500 training images, hidden 50, N_z ∈ {3, 10}, 1 epoch, 20 draws (≈ 10 s).
 
     python examples/studies/estimators.py [--quick] [--threads 1] [--data-dir DIR]
+
+The JSON goes to ``runs/studies/estimators.json``, the PNGs beside it and the run folders to
+``runs/studies/estimators/`` (all git-ignored). The committed results in
+``docs/results/studies/`` are rewritten only when named::
+
+    python examples/studies/estimators.py --figures docs/results/studies \\
+        --out docs/results/studies/estimators.json
 """
 
 from __future__ import annotations

@@ -28,10 +28,19 @@ latent variables overfit (the paper: they do not, thanks to the KL term) can onl
 on that stretch. Measured: 525 s wall on one thread
 with the 2-core machine oversubscribed (load average 4).
 
-``--replot`` redraws the figure from the JSON at ``--out`` without training. ``--quick``:
-500 / 200 MNIST images, 2 epochs; 300 / 100 Frey frames, 3 epochs (≈ 10 s).
+``--replot`` redraws the figure from the JSON at ``--out`` into ``--figures`` without training
+(the committed figure: ``--replot --out docs/results/studies/latent_sweep.json --figures
+docs/results/studies``). ``--quick``: 500 / 200 MNIST images, 2 epochs; 300 / 100 Frey frames,
+3 epochs (≈ 10 s).
 
     python examples/studies/latent_sweep.py [--quick] [--threads 1] [--data-dir DIR]
+
+The JSON goes to ``runs/studies/latent_sweep.json``, the PNGs beside it and the run folders to
+``runs/studies/latent_sweep/`` (all git-ignored). The committed results in
+``docs/results/studies/`` are rewritten only when named::
+
+    python examples/studies/latent_sweep.py --threads 1 --figures docs/results/studies \\
+        --out docs/results/studies/latent_sweep.json
 """
 
 from __future__ import annotations

@@ -22,6 +22,13 @@ not state the budget of its figure 4. 301 s wall measured on one thread of a sha
 machine. ``--quick``: 500 / 200 MNIST images, 2 epochs; 300 / 100 Frey frames, 5 epochs (≈ 10 s).
 
     python examples/studies/manifolds.py [--quick] [--threads 1] [--data-dir DIR]
+
+The JSON goes to ``runs/studies/manifolds.json``, the PNGs beside it and the run folders to
+``runs/studies/manifolds/`` (all git-ignored). The committed results in
+``docs/results/studies/`` are rewritten only when named::
+
+    python examples/studies/manifolds.py --threads 1 --figures docs/results/studies \\
+        --out docs/results/studies/manifolds.json
 """
 
 from __future__ import annotations

@@ -35,6 +35,13 @@ at 10³…10⁶ (N_train = 1000) and 5·10⁴…10⁶ (N_train = 50 000) samples
 100 and 1000, 3 and 2 epochs, K = 20 / 50 on 50 / 100 images (≈ 10 s).
 
     python examples/studies/marginal_likelihood.py [--quick] [--threads 1] [--data-dir DIR]
+
+The JSON goes to ``runs/studies/marginal_likelihood.json``, the PNGs beside it and the run
+folders to ``runs/studies/marginal_likelihood/`` (all git-ignored). The committed results in
+``docs/results/studies/`` are rewritten only when named::
+
+    python examples/studies/marginal_likelihood.py --figures docs/results/studies \\
+        --out docs/results/studies/marginal_likelihood.json
 """
 
 from __future__ import annotations

@@ -31,6 +31,13 @@ report does not state its number of epochs ("the same portion of the MNIST data 
 ``--quick``: 500 training images, hidden 50, N_z ∈ {2, 5}, 1 epoch (≈ 5 s).
 
     python examples/studies/vae_vs_autoencoder.py [--quick] [--threads 1] [--data-dir DIR]
+
+The JSON goes to ``runs/studies/vae_vs_autoencoder.json``, the PNGs beside it and the run folders to
+``runs/studies/vae_vs_autoencoder/`` (all git-ignored). The committed results in
+``docs/results/studies/`` are rewritten only when named::
+
+    python examples/studies/vae_vs_autoencoder.py --figures docs/results/studies \\
+        --out docs/results/studies/vae_vs_autoencoder.json
 """
 
 from __future__ import annotations
