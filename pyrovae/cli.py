@@ -255,9 +255,49 @@ def main():
 
 
 #: options shared by the commands that load a run (evaluate, sample, manifold, diagnose)
-DEVICE_OPTION = click.option(
-    "--device", default="cpu", show_default=True, help="cpu or cuda: where to load the run."
-)
+class Device(click.ParamType):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether this machine has it is checked
+    when the run is loaded: :func:`pyrovae.device.resolve_device`)."""
+
+    name = "device"
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[auto|cpu|cuda|cuda:N]"
+
+    def convert(self, value, param, ctx):
+        text = str(value)
+        index = text.partition(":")[2]
+        if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and index.isdigit()):
+            return text
+        self.fail(f"{text!r} is not auto, cpu, cuda or cuda:N", param, ctx)
+
+
+def _set_threads(ctx, param, value) -> None:
+    if value is not None:
+        import torch
+
+        torch.set_num_threads(value)
+
+
+def DEVICE_OPTION(command):  # noqa: N802 (a decorator, named as the other options)
+    """``--device`` (where the run is loaded) and ``--threads`` (torch's CPU threads)."""
+    command = click.option(
+        "--threads",
+        type=click.IntRange(1),
+        default=None,
+        expose_value=False,
+        callback=_set_threads,
+        help="torch CPU threads [default: torch's]; 1 is often fastest on a busy machine.",
+    )(command)
+    return click.option(
+        "--device",
+        type=Device(),
+        default="cpu",
+        show_default=True,
+        help="Where to load the run and compute.",
+    )(command)
+
+
 SEED_OPTION = click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the random draws."
 )
@@ -427,7 +467,11 @@ def _dataset_for(config, info, dataset, data_dir):
 @click.option(
     "--split", type=click.Choice(["test", "valid", "train"]), default="test", show_default=True
 )
-@click.option("--dataset", type=_choice(registry.DATASETS), help="Evaluate on another dataset.")
+@click.option(
+    "--dataset",
+    type=NameOrPath(list(registry.DATASETS.names())),
+    help="Evaluate on another dataset: a built-in name, or a file or folder of your own.",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option(
     "--chunk-size",

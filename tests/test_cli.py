@@ -98,6 +98,30 @@ def test_sample_and_manifold_write_pngs(trained_run, tmp_path):
     assert (tmp_path / "m.png").exists()
 
 
+def test_every_run_command_takes_threads_and_a_checked_device(trained_run, tmp_path):
+    """``--threads`` sets torch's CPU threads for the command; ``--device`` accepts only
+    auto, cpu, cuda and cuda:N (listed in ``--help``), auto loading on the CPU here."""
+    import torch
+
+    out, _ = trained_run
+    before = torch.get_num_threads()
+    try:
+        for command in ("evaluate", "sample", "manifold", "diagnose"):
+            help_text = _invoke(command, "--help").output
+            assert "--threads" in help_text and "[auto|cpu|cuda|cuda:N]" in help_text
+        torch.set_num_threads(2)
+        result = _invoke("sample", out, "--num", 4, "--out", tmp_path / "s.png", "--threads", 1)
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+        auto = _invoke("sample", out, "--num", 4, "--out", tmp_path / "a.png", "--device", "auto")
+        assert auto.exit_code == 0, auto.output
+    finally:
+        torch.set_num_threads(before)
+    bad = _invoke("evaluate", out, "--device", "gpu")
+    assert bad.exit_code == 2
+    assert "'gpu' is not auto, cpu, cuda or cuda:N" in bad.output
+
+
 def test_config_file_with_overrides(tmp_path):
     toml = tmp_path / "run.toml"
     toml.write_text('dataset = "digits"\nlatent_dim = 3\nhidden = [16]\nepochs = 3\n')
