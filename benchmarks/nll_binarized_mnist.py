@@ -443,7 +443,10 @@ def main(argv=None) -> list[dict]:
         "--train-size", type=int, default=None, help="train on the first N images (a CPU budget)"
     )
     parser.add_argument(
-        "--test-size", type=int, default=None, help="evaluate the first N test images"
+        "--test-size",
+        type=int,
+        default=None,
+        help="evaluate N test images spread evenly over the (class-ordered) test file",
     )
     args = parser.parse_args(argv)
     command = shlex.join(["python", "benchmarks/nll_binarized_mnist.py", *(argv or sys.argv[1:])])
@@ -453,8 +456,10 @@ def main(argv=None) -> list[dict]:
     test_limit = args.test_size
     if args.train_size:
         data = dataclasses.replace(data, train=data.train[: args.train_size])
-    if args.test_size:  # the runs' own per-epoch test numbers use the same slice
-        data = dataclasses.replace(data, test=data.test[: args.test_size])
+    if args.test_size:  # evenly spaced: the test file is ordered by class (zeros first)
+        spread = torch.linspace(0, len(data.test) - 1, args.test_size).round().long()
+        data = dataclasses.replace(data, test=data.test[spread])
+        test_limit = None
     if args.quick:
         if args.out == Path("benchmarks/results/nll_binarized_mnist.json"):  # not the results
             args.out = Path("runs/nll-quick/nll_binarized_mnist.json")
@@ -480,6 +485,8 @@ def main(argv=None) -> list[dict]:
     ]
     for row in rows:
         row["command"] = command
+        if args.test_size:
+            row["test_selection"] = "evenly spaced over the class-ordered test file"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(args.out.read_text()) if args.out.exists() and not args.quick else []
     keep = [r for r in previous if r["config"] not in {row["config"] for row in rows}]

@@ -12,9 +12,13 @@ carries. This script runs
    conv/PixelCNN with the VampPrior (the sweep's β = 1 run) — rate, distortion, ELBO and
    IW log-likelihood side by side;
 
-and writes ``--json`` (numbers, budget, wall times) and copies the sweep's figures to
-``--figures``. Every run is an ordinary resumable run folder: rerun the same command
-after an interruption and it continues where it stopped.
+then evaluates every run on ``--test-size`` test images spread evenly over the test file
+(which is ordered by class: its first thousand images are all zeros) — R, D and ELBO on
+all of them, the IW log-likelihood on every ``--iw-every``-th — and writes ``--json``
+(numbers, budget, wall times) and the figures (RD plane, reconstructions and samples by β)
+to ``--figures``. Every run is an ordinary resumable run folder, and every evaluation is
+kept beside it (``evaluation-spread.json``): rerun the same command after an interruption
+and it continues where it stopped.
 
 The CPU budget of ``docs/results.md`` (one torch thread each; the sweep's β values were
 split over two processes, then one call writes the figures and the JSON)::
@@ -37,11 +41,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
+import json
 import sys
 import time
 from pathlib import Path
 
+import pyro
 import torch
 
 from pyrovae.data import load_dataset
@@ -60,13 +65,23 @@ CORNERS = {
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=["all", "sweep", "corners", "report"], default="all")
+    p.add_argument(
+        "--part",
+        choices=["all", "sweep", "corners", "evaluate", "report"],
+        default="all",
+        help="evaluate: only the sweep's runs at --betas (to spread it over processes)",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/pixelcnn-vamp"))
     p.add_argument("--json", type=Path, default=Path("runs/pixelcnn-vamp/results.json"))
     p.add_argument("--figures", type=Path, default=Path("runs/pixelcnn-vamp/figures"))
     p.add_argument("--data-dir", default=None)
     p.add_argument("--train-size", type=int, default=5000, help="first N training images")
-    p.add_argument("--test-size", type=int, default=500, help="first N test images")
+    p.add_argument(
+        "--test-size", type=int, default=1000, help="N test images, evenly spaced over the file"
+    )
+    p.add_argument(
+        "--iw-every", type=int, default=5, help="IW log-likelihood on every k-th of them"
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--betas", default="0.1,0.3,0.5,0.7,1.0,1.1")
     p.add_argument("--latent", type=int, default=32)
@@ -103,11 +118,12 @@ def base_config(args) -> dict:
 
 
 def budget_data(args):
-    """Static binarised MNIST, cut to the first ``train_size`` / ``test_size`` images."""
+    """Static binarised MNIST: the first ``train_size`` training images (the training file
+    is shuffled) and ``test_size`` test images spread evenly over the test file (which is
+    ordered by class)."""
     data = load_dataset("mnist-binarized", data_dir=args.data_dir)
-    return dataclasses.replace(
-        data, train=data.train[: args.train_size], test=data.test[: args.test_size]
-    )
+    spread = torch.linspace(0, len(data.test) - 1, args.test_size).round().long()
+    return dataclasses.replace(data, train=data.train[: args.train_size], test=data.test[spread])
 
 
 def run_sweep(args, data) -> None:
@@ -136,35 +152,69 @@ def run_corners(args, data) -> None:
         print(f"{name}: trained ({folder})", flush=True)
 
 
-def _numbers(folder: Path) -> dict:
+def evaluate(args, folder: Path, data) -> dict:
+    """R, D, ELBO (analytic KL, one z per point) on the spread test images and the IW
+    log-likelihood on every ``iw_every``-th, with standard errors; kept in the run folder."""
+    from pyrovae.infer.evaluation import elbo_terms, iw_log_likelihood
+    from pyrovae.run import load_run
+
+    path = folder / "evaluation-spread.json"
+    protocol = {"test_size": args.test_size, "iw_every": args.iw_every, "iw": args.iw_samples}
+    if path.exists():
+        kept = json.loads(path.read_text())
+        if kept.get("protocol") == protocol:
+            return kept
+    _, model, guide, _ = load_run(folder, device=args.device)
+    x = data.test.to(next(model.parameters()).device)
+    pyro.set_rng_seed(args.seed)
+    start = time.perf_counter()
+    terms = elbo_terms(model, guide, x, batch_size=100)
+    ll = iw_log_likelihood(model, guide, x[:: args.iw_every], args.iw_samples)
+    numbers = {"protocol": protocol, "seconds": time.perf_counter() - start}
+    for key, values in [*terms.items(), ("iw_log_likelihood", ll)]:
+        values = values.double()
+        numbers[key] = values.mean().item()
+        numbers[f"{key}_se"] = (values.std() / len(values) ** 0.5).item()
+    write_json(path, numbers)
+    return numbers
+
+
+def _numbers(args, folder: Path, data) -> dict:
     run = RunFolder(folder)
     summary = run.read_summary()
-    seconds = sum(row.get("seconds", 0.0) for row in run.read_metrics())
+    numbers = evaluate(args, folder, data)
+    keys = ("rate", "distortion", "elbo", "iw_log_likelihood")
     return {
-        "rate": summary["test_rate"],
-        "distortion": summary["test_distortion"],
-        "elbo": summary["test_elbo"],
-        "iw_log_likelihood": summary.get("test_iw_log_likelihood"),
+        **{k: numbers[k] for k in keys},
+        **{f"{k}_se": numbers[f"{k}_se"] for k in keys},
         "epochs": summary["epoch"],
-        "train_seconds": seconds,
+        "train_seconds": sum(row.get("seconds", 0.0) for row in run.read_metrics()),
+        "eval_seconds": numbers["seconds"],
         "parameters": summary.get("parameters"),
         "run": str(folder),
     }
 
 
-def report(args, wall: float) -> dict:
-    from pyrovae.sweep import load_table
+def report(args, data, wall: float) -> dict:
+    from pyrovae.sweep import write_figures, write_table
 
-    rows = load_table(args.out / "sweep")
-    corners = {name: _numbers(corner_folder(args, name)) for name in CORNERS}
+    rows = []
+    for beta in parse_betas(args.betas):
+        folder = run_folder(args.out / "sweep", "vamp", beta)
+        rows.append({"prior": "vamp", "beta": beta, **_numbers(args, folder, data)})
+        print(f"evaluated β = {beta:g}", flush=True)
+    corners = {name: _numbers(args, corner_folder(args, name), data) for name in CORNERS}
     result = {
         "experiment": "seed 003 -+v: conv encoder, PixelCNN decoder, VampPrior (Alemi et al.)",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "budget": {
-            "dataset": "mnist-binarized (static), first train_size training images, "
-            "first test_size test images",
+            "dataset": "mnist-binarized (static): the first train_size training images; "
+            "test_size test images evenly spaced over the class-ordered test file (R, D, "
+            "ELBO), every iw_every-th of them for the IW log-likelihood",
             "train_size": args.train_size,
             "test_size": args.test_size,
+            "iw_every": args.iw_every,
+            "iw_samples": args.iw_samples,
             "epochs": args.epochs,
             "threads": args.threads,
             "device": args.device,
@@ -176,9 +226,8 @@ def report(args, wall: float) -> dict:
         "report_seconds": wall,
     }
     write_json(args.json, result)
-    args.figures.mkdir(parents=True, exist_ok=True)
-    for png in sorted((args.out / "sweep" / "summary").glob("*.png")):
-        shutil.copy(png, args.figures / png.name)
+    write_table(rows, args.figures)
+    write_figures(rows, args.figures, data)
     return result
 
 
@@ -186,13 +235,17 @@ def main(argv=None) -> dict | None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    data = budget_data(args) if args.part != "report" else None
+    data = budget_data(args)
     if args.part in ("all", "sweep"):
         run_sweep(args, data)
     if args.part in ("all", "corners"):
         run_corners(args, data)
+    if args.part == "evaluate":
+        for beta in parse_betas(args.betas):
+            evaluate(args, run_folder(args.out / "sweep", "vamp", beta), data)
+            print(f"evaluated β = {beta:g}", flush=True)
     if args.part in ("all", "report"):
-        result = report(args, time.perf_counter() - start)
+        result = report(args, data, time.perf_counter() - start)
         for name, row in result["corners_beta_1"].items():
             print(
                 f"{name:26s} R {row['rate']:7.2f}  D {row['distortion']:7.2f}  "
