@@ -183,7 +183,7 @@ def check_run_data(data: Dataset, config: Any) -> None:
     if not data.binary and not config.get("relaxed_bernoulli", False):
         binarise = (
             "use a binarised dataset (mnist-binarized, mnist-dynamic)"
-            if config.dataset in registry.DATASETS
+            if data.name in registry.DATASETS
             else "pass --binarize static or dynamic"
         )
         raise DataError(
