@@ -149,7 +149,8 @@ def sweep(
     :param config: every other setting of the runs (its ``prior`` and ``beta`` are replaced).
     :param betas: the β values, each >= 0.
     :param priors: marginal names (:data:`pyrovae.registry.PRIORS`), one series each.
-    :param dataset: a loaded dataset (default: load ``config.dataset`` once).
+    :param dataset: a loaded dataset, or an array, tensor or torch dataset (default: load
+        ``config.dataset`` once).
     :param figures: write the PNGs (the table is always written).
     :param log: called with one line per run (e.g. ``click.echo``).
     """
@@ -163,7 +164,7 @@ def sweep(
         raise ConfigError("a sweep needs at least one β")
     configs = {(p, b): config.replace(prior=p, beta=b) for p in priors for b in betas}
     first = next(iter(configs.values()))
-    dataset = dataset if dataset is not None else load_data(first)
+    dataset = load_data(first, dataset)
     result = SweepResult()
     for i, ((prior, beta), cfg) in enumerate(configs.items(), 1):
         cfg = cfg.for_data(dataset.binary)

@@ -58,13 +58,25 @@ class TrainResult:
     run: RunFolder | None = None
 
 
-def load_data(config: RunConfig):
+def load_data(config: RunConfig, source=None):
     """The dataset the config names: a built-in name (:data:`pyrovae.registry.DATASETS`)
     or a user's file or folder, read with the data options, checked against the parts
-    (:func:`pyrovae.data.load_configured`)."""
-    from pyrovae.data import load_configured
+    (:func:`pyrovae.data.load_configured`).
 
-    return load_configured(config)
+    :param source: instead of ``config.dataset``: a loaded :class:`~pyrovae.data.Dataset`
+        (returned as it is), or a numpy array, a torch tensor or a ``torch.utils.data.Dataset``
+        (read with the config's data options and checked likewise).
+    """
+    from pyrovae.data import Dataset, check_run_data, load_configured, load_dataset
+    from pyrovae.data.files import OPTIONS as DATA_OPTIONS
+
+    if source is None:
+        return load_configured(config)
+    if isinstance(source, Dataset):
+        return source
+    data = load_dataset(source, **{o.name: config[o.name] for o in DATA_OPTIONS})
+    check_run_data(data, config)
+    return data
 
 
 def check_data(likelihood: nn.Module, dataset, chunk: int = 65536) -> None:
@@ -99,7 +111,8 @@ def train(
         config was not *given* come from the run; given ones that would change
         what the epochs so far trained are refused.
     :param overwrite: replace a run already in ``out``.
-    :param dataset: a loaded :class:`pyrovae.data.Dataset` (default: load ``config.dataset``).
+    :param dataset: a loaded :class:`pyrovae.data.Dataset`, or your data as a numpy array, a
+        torch tensor or a ``torch.utils.data.Dataset`` (default: load ``config.dataset``).
     :param log: called with the loaded data's summary (:func:`pyrovae.data.describe`).
     """
     if not isinstance(config, RunConfig):
@@ -112,7 +125,7 @@ def train(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     context.barrier()  # every process has read the folder before rank 0 writes to it
-    dataset = dataset if dataset is not None else load_data(config)
+    dataset = load_data(config, dataset)
     if log is not None and context.is_main:
         from pyrovae.data import describe
 

@@ -692,3 +692,16 @@ def test_the_cli_inspects_and_trains_on_a_file(subset, tmp_path):
     assert saved["config"]["binarize"] == "static"
     assert saved["data_shape"] == [1, 28, 28] and saved["value_range"] == [0.0, 1.0]
     assert saved["num_train"] == 400
+
+
+def test_train_takes_an_array_in_place_of_a_dataset_name(subset):
+    """``train(config, dataset=array)`` reads the array with the config's data options:
+    the same numbers as the Dataset ``load_dataset`` makes of it."""
+    from pyrovae.train import train
+
+    pixels, _, _ = subset
+    config = {**CONFIG, "binarize": "static", "likelihood": "bernoulli"}
+    direct = train(config, dataset=pixels, plots=False)
+    loaded = train(config, dataset=load_dataset(pixels, binarize="static"), plots=False)
+    assert direct.metrics[-1]["train_elbo"] == loaded.metrics[-1]["train_elbo"]
+    assert direct.summary["test_elbo"] == loaded.summary["test_elbo"]
