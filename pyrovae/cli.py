@@ -205,6 +205,8 @@ class ConfigCommand(click.Command):
     def format_options(self, ctx, formatter) -> None:
         sections: dict[str, list] = {}
         for param in self.get_params(ctx):
+            if isinstance(param, click.Argument):  # shown in the usage line
+                continue
             record = param.get_help_record(ctx)
             if record is not None:
                 sections.setdefault(getattr(param, "section", "Command"), []).append(record)
