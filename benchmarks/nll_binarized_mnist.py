@@ -385,7 +385,8 @@ def plot(rows: list[dict], path: Path) -> Path:
     scores.set_xlim(min(nll + list(PUBLISHED.values())) - 1, max(nll) + 1)
     scores.set_ylim(len(rows) - 0.5, -0.5)
     scores.set(
-        xlabel="test NLL, 5000 importance samples (nats)", title="test NLL (lower is better)"
+        xlabel="test NLL (nats; K = 5000, CPU-budget rows K = 200)",
+        title="test NLL (lower is better)",
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
