@@ -571,6 +571,7 @@ def sample(run_dir, num, seed, out, save_tensor, device):
 
         from pyrovae import plots
         from pyrovae.infer import full_vb
+        from pyrovae.report import grey_scale
         from pyrovae.run import RunFolder, atomic_write
 
         config, model, guide, info = _load(run_dir, device)
@@ -578,7 +579,7 @@ def sample(run_dir, num, seed, out, save_tensor, device):
         pyro.set_rng_seed(seed)
         x = model.sample(num).cpu()
         path = Path(out) if out else RunFolder(run_dir).plots / f"samples-{seed}.png"
-        low, high = _display_range(info)
+        low, high = grey_scale(info.get("value_range"))
         plots.plot_image_grid(
             x.clamp(low, high), _shape(info), path, title=f"{num} samples (seed {seed})"
         )
@@ -609,6 +610,7 @@ def manifold(run_dir, grid, out, device):
         from pyrovae import plots
         from pyrovae.config import ConfigError
         from pyrovae.infer import full_vb
+        from pyrovae.report import grey_scale
         from pyrovae.run import RunFolder
 
         config, model, guide, info = _load(run_dir, device)
@@ -624,7 +626,7 @@ def manifold(run_dir, grid, out, device):
                 f"the manifold plot draws images and this run's data are table rows of "
                 f"{shape[0]} numbers; use pyrovae sample to see them"
             )
-        low, high = _display_range(info)
+        low, high = grey_scale(info.get("value_range"))
         path = Path(out) if out else RunFolder(run_dir).plots / "manifold.png"
         plots.plot_manifold(
             lambda z: model.decode(z).clamp(low, high),
@@ -749,12 +751,6 @@ def _data_name(dataset: str) -> str:
 def _shape(info: dict) -> tuple[int, ...]:
     """The data shape a run folder records: (C, H, W), (D,); (H, W) for a 0.1.0 run."""
     return tuple(info.get("data_shape") or info["image_shape"])
-
-
-def _display_range(info: dict) -> tuple[float, float]:
-    """What image plots clamp decoder means to: [0, 1], widened to the data's own range."""
-    low, high = info.get("value_range") or (0.0, 1.0)
-    return min(0.0, low), max(1.0, high)
 
 
 @main.command(cls=ConfigCommand, sections=("data",), exclude=("dataset",))

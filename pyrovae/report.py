@@ -11,13 +11,18 @@ NUM_RECONSTRUCTIONS = 16
 NUM_SAMPLES = 64
 
 
+def grey_scale(value_range: tuple[float, float] | None) -> tuple[float, float]:
+    """The grey scale of image plots: [0, 1], widened to the data's range (if known)."""
+    low, high = value_range or (0.0, 1.0)
+    return min(0.0, low), max(1.0, high)
+
+
 def display_range(dataset) -> tuple[float, float]:
-    """The grey scale of image plots: [0, 1], widened to the data's own range (from the
-    statistics taken at load, so a split read from disk is not read again)."""
+    """:func:`grey_scale` of ``dataset``'s range, from the statistics taken at load (so a
+    split read from disk is not read again)."""
     from pyrovae.data.inspect import value_range
 
-    low, high = value_range(dataset)
-    return min(0.0, low), max(1.0, high)
+    return grey_scale(value_range(dataset))
 
 
 @torch.no_grad()
