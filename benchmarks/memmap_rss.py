@@ -43,8 +43,9 @@ from pyrovae.data import load_dataset
 from pyrovae.trainer import Trainer
 
 torch.set_num_threads(1)
-path, steps, on_disk = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-config = RunConfig(latent_dim=20, hidden=[400], batch_size=100, likelihood="gaussian-fixed")
+path, steps, on_disk, hidden, latent = sys.argv[1], int(sys.argv[2]), sys.argv[3], *sys.argv[4:6]
+config = RunConfig(latent_dim=int(latent), hidden=[int(hidden)], batch_size=100,
+                   likelihood="gaussian-fixed")
 
 def status(key):  # this process's own resident set (ru_maxrss would include the parent's)
     with open("/proc/self/status") as f:
@@ -94,16 +95,18 @@ def write_npy(path: Path, nbytes: int) -> int:
     return rows
 
 
-def measure(path: Path, steps: int, on_disk: str) -> dict:
+def measure(path: Path, steps: int, on_disk: str, hidden: int = 400, latent: int = 20) -> dict:
+    """Resident memory of a fresh process that loads ``path`` and trains ``steps`` steps of
+    a 784-``hidden``-``latent`` VAE (the keys of :data:`CHILD`'s JSON line, in bytes)."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), str(steps), on_disk],
+        [sys.executable, "-c", CHILD, str(path), str(steps), on_disk, str(hidden), str(latent)],
         capture_output=True,
         text=True,
         check=False,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     if done.returncode != 0:
-        raise SystemExit(f"measurement failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"measurement failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.splitlines()[-1])
 
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -545,77 +542,20 @@ def test_bad_data_on_the_command_line_leaves_the_run_folder_as_it_was(case, tmp_
 # --------------------------------------------------------------------------- memory
 
 
-MEMORY_CHILD = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np, pyro, torch
-    from pyrovae.build import build_model
-    from pyrovae.config import RunConfig
-    from pyrovae.data import load_dataset
-    from pyrovae.trainer import Trainer
-
-    torch.set_num_threads(1)
-    path, steps = sys.argv[1], int(sys.argv[2])
-    config = RunConfig(latent_dim=2, hidden=[32], batch_size=100, likelihood="gaussian-fixed")
-
-    def status(key):  # this process's own resident set (ru_maxrss would include the parent's)
-        with open("/proc/self/status") as f:
-            return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith(key + ":"))
-
-    def run(data, steps):
-        pyro.set_rng_seed(0)
-        model, guide = build_model(config, data.shape)
-        trainer = Trainer(config, data, model, guide)
-        for i, x in enumerate(trainer._batches(0)):
-            if i == steps:
-                break
-            trainer._step(x, data.train.shape[0])
-        return data.on_disk
-
-    # what the first steps of any run allocate (Pyro, autograd, the allocator) is baseline
-    run(load_dataset(np.arange(2000 * 784, dtype=np.uint8).reshape(2000, 28, 28)), 20)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets the peak (VmHWM) to the current resident set
-    before = status("VmRSS")
-    data = load_dataset(path, on_disk="always", valid_fraction=0.002, test_fraction=0.002)
-    print(json.dumps({"before": before, "on_disk": run(data, steps), "after": status("VmHWM")}))
-    """
-)
-
-
-def _write_npy_in_blocks(path: Path, rows: int) -> None:
-    """A uint8 (rows, 28, 28) .npy written with plain writes (no map: this process's resident
-    set stays small)."""
-    header = {"descr": "|u1", "fortran_order": False, "shape": (rows, 28, 28)}
-    with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
-        for start in range(0, rows, 1 << 15):
-            block = np.arange(start, min(start + (1 << 15), rows), dtype=np.uint32)
-            pixels = block[:, None, None] * 7 + np.arange(28)[:, None] + np.arange(28)
-            f.write((pixels % 256).astype(np.uint8).tobytes())
-
-
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")
 def test_a_file_on_disk_trains_in_bounded_memory(tmp_path):
     """Training from a .npy four times the memory budget (the growth of the child's peak
     resident set over a warmed-up baseline) reads it in batches: the peak grows by far less
     than the file, where reading it into memory would grow it by four times its size."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import memmap_rss  # the benchmark's own measurement, on a small model
+
     path = tmp_path / "big.npy"
-    _write_npy_in_blocks(path, (256 << 20) // 784)  # 256 MiB of uint8 28 x 28 images
+    memmap_rss.write_npy(path, 256 << 20)  # 256 MiB of uint8 28 x 28 images
     budget = path.stat().st_size // 4
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", MEMORY_CHILD, str(path), "200"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.splitlines()[-1])
+    result = memmap_rss.measure(path, 200, "always", hidden=32, latent=2)
     assert result["on_disk"]
-    assert result["after"] - result["before"] < budget, (result, budget)
+    assert result["peak_since_baseline"] - result["baseline"] < budget, (result, budget)
 
 
 # --------------------------------------------------------------------------- plots
