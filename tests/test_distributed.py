@@ -190,6 +190,7 @@ def _gradient_worker(rank: int, world: int, store: str, out: str, batch: int) ->
             grads[case] = _gradient(loss_fn)
         if rank == 0:
             torch.save(grads, out)
+        dist.barrier()  # no rank tears gloo down while another still talks (SIGABRT seen in CI)
     finally:
         dist.destroy_process_group()
 
