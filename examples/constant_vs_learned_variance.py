@@ -56,6 +56,7 @@ from pyrovae.data import load_dataset
 from pyrovae.infer import elbo_terms, iw_log_likelihood
 from pyrovae.infer.bilbo import floating_prior
 from pyrovae.models.priors import prior_replaced
+from pyrovae.provenance import provenance
 from pyrovae.train import train
 
 NAME = "constant_vs_learned_variance"
@@ -302,6 +303,7 @@ def main(argv=None) -> dict:
         "differences_vs_diagonal": findings,
         "wall_seconds": time.perf_counter() - start,
         "torch_threads": args.threads,
+        **provenance(argv, script=__file__),  # command, commit, machine
     }
     text = json.dumps(report, indent=1, allow_nan=False)
     assert all(math.isfinite(v) for v in _numbers(report))

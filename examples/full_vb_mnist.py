@@ -46,6 +46,7 @@ from pyrovae.diagnostics import (
     vi_inference_data,
 )
 from pyrovae.infer.nuts import nuts_chains
+from pyrovae.provenance import provenance
 from pyrovae.run import write_json
 from pyrovae.train import train
 
@@ -175,6 +176,7 @@ def main() -> None:
         results["mnist"] = mnist_comparison(args)
     if not args.skip_nuts:
         results["nuts_vs_vi"] = nuts_against_vi(args)
+    results.update(provenance(script=__file__))  # command, commit, machine
     write_json(args.out / "results.json", results)
     print(f"wrote {args.out / 'results.json'}")
 

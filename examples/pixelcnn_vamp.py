@@ -29,6 +29,13 @@ split over two processes, then one call writes the figures and the JSON)::
     python examples/pixelcnn_vamp.py --part all --epochs 10 --betas 0.1,0.3,0.5,0.7,1.0,1.1 \
         --json docs/results/pixelcnn_vamp.json --figures docs/results/pixelcnn_vamp
 
+``--part replot`` redraws the figures from ``--json`` without training or evaluating: the
+rate–distortion plane from the JSON alone, the reconstructions and samples by β from the
+run folders it names, when they are on this machine (:func:`plot_from_json`)::
+
+    python examples/pixelcnn_vamp.py --part replot --json docs/results/pixelcnn_vamp.json \
+        --figures docs/results/pixelcnn_vamp
+
 The paper's budget needs a GPU (full 50 000 training images, more epochs, a larger
 PixelCNN, all 10 000 test images)::
 
@@ -42,7 +49,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -50,6 +56,7 @@ import pyro
 import torch
 
 from pyrovae.data import load_dataset
+from pyrovae.provenance import provenance
 from pyrovae.run import RunFolder, write_json
 from pyrovae.sweep import parse_betas, run_folder, sweep
 from pyrovae.train import train
@@ -67,9 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--part",
-        choices=["all", "sweep", "corners", "evaluate", "report"],
+        choices=["all", "sweep", "corners", "evaluate", "report", "replot"],
         default="all",
-        help="evaluate: only the sweep's runs at --betas (to spread it over processes)",
+        help="evaluate: only the sweep's runs at --betas (to spread it over processes); "
+        "replot: only the figures, from --json",
     )
     p.add_argument("--out", type=Path, default=Path("runs/pixelcnn-vamp"))
     p.add_argument("--json", type=Path, default=Path("runs/pixelcnn-vamp/results.json"))
@@ -206,7 +214,7 @@ def report(args, data, wall: float) -> dict:
     corners = {name: _numbers(args, corner_folder(args, name), data) for name in CORNERS}
     result = {
         "experiment": "seed 003 -+v: conv encoder, PixelCNN decoder, VampPrior (Alemi et al.)",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        **provenance(script=__file__),  # command, commit, machine
         "budget": {
             "dataset": "mnist-binarized (static): the first train_size training images; "
             "test_size test images evenly spaced over the class-ordered test file (R, D, "
@@ -231,9 +239,39 @@ def report(args, data, wall: float) -> dict:
     return result
 
 
+def plot_from_json(path: Path, out: Path, data=None) -> list[Path]:
+    """The figures of a results JSON written by this script, into the folder ``out``: the
+    rate–distortion plane (``rate_distortion.png``) from the JSON's sweep rows and, given the
+    budget's ``data``, the reconstructions and samples by β from the run folders the rows
+    name (:func:`pyrovae.sweep.write_figures`)."""
+    from pyrovae.sweep import write_figures
+
+    rows = json.loads(Path(path).read_text())["sweep"]
+    return write_figures(rows, out, data)
+
+
+def replot(args) -> list[Path]:
+    """``--part replot``: the figures from ``--json``, the test images of its budget."""
+    if not args.json.is_file():
+        raise SystemExit(f"{args.json} not found: give --json of a finished report")
+    result = json.loads(args.json.read_text())
+    args.train_size = result["budget"]["train_size"]
+    args.test_size = result["budget"]["test_size"]
+    runs = [Path(row["run"]) for row in result["sweep"]]
+    data = budget_data(args) if all(RunFolder(r).exists() for r in runs) else None
+    if data is None:
+        print("the sweep's run folders are not here: the rate–distortion plane only")
+    paths = plot_from_json(args.json, args.figures, data)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return paths
+
+
 def main(argv=None) -> dict | None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.part == "replot":
+        replot(args)
+        return None
     start = time.perf_counter()
     data = budget_data(args)
     if args.part in ("all", "sweep"):

@@ -59,6 +59,7 @@ from pyrovae.config import RunConfig
 from pyrovae.data import load_dataset
 from pyrovae.infer import elbo_terms, make_objective
 from pyrovae.plots import tile_images
+from pyrovae.provenance import provenance
 
 NAME = "scale_invariance"
 SCALES = (0.01, 1.0, 100.0)
@@ -323,6 +324,7 @@ def main(argv=None) -> dict:
         "families": summary,
         "wall_seconds": time.perf_counter() - start,
         "torch_threads": args.threads,
+        **provenance(argv, script=__file__),  # command, commit, machine
     }
     (out / f"{NAME}.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     plot_curves(runs, summary, d, out / f"{NAME}.png", setting)

@@ -17,6 +17,7 @@ import torch
 from pyrovae import registry
 from pyrovae.config import is_point_posterior
 from pyrovae.plots import plot_curves
+from pyrovae.provenance import provenance
 from pyrovae.train import train
 
 p = argparse.ArgumentParser(description="train one model with each registered guide")
@@ -44,6 +45,7 @@ for guide in registry.GUIDES.names():  # "diagonal", "constant", and any you reg
     run = train({**data, **model, "guide": guide, "learn_scale": "scalar"})
     s = run.summary
     results[guide] = {k: s[k] for k in ("test_elbo", "test_iw_log_likelihood", "parameters")}
+    results[guide].update(provenance(script=__file__))  # command, commit, machine
     plot_curves(run.metrics, Path(args.out) / f"swap_guides_{guide}.png", title=f"guide {guide}")
     print(f"{guide:9s} test ELBO {s['test_elbo']:.2f}, log p(x) {s['test_iw_log_likelihood']:.2f}")
 

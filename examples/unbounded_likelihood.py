@@ -35,6 +35,8 @@ The JSON and PNG go to ``--out``, by default ``runs/fyffe/`` (git-ignored); the 
 ``docs/results/fyffe/`` are rewritten only when named::
 
     python examples/unbounded_likelihood.py --data-dir DIR --out docs/results/fyffe
+
+``--replot`` redraws the PNG from the JSON in ``--out`` without training (:func:`plot_from_json`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import argparse
 import dataclasses
 import json
 import math
+import textwrap
 import time
 from pathlib import Path
 
@@ -51,10 +54,12 @@ import pyro
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from pyrovae.build import build_model
 from pyrovae.config import RunConfig
 from pyrovae.data import load_dataset
+from pyrovae.provenance import provenance
 from pyrovae.train import Trainer, TrainingError, check_data
 
 NAME = "unbounded_likelihood"
@@ -81,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--iw-samples", type=int, default=None, help="K for test log p(x)")
     p.add_argument("--log-every", type=int, default=None, help="epochs between JSON rows")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--replot", action="store_true", help=f"only redraw OUT/{NAME}.png from OUT/{NAME}.json"
+    )
     args = p.parse_args(argv)
     quick = {"epochs": 60, "iw_samples": 50, "log_every": 5}
     full = {"epochs": 5000, "iw_samples": 1000, "log_every": 25}
@@ -211,60 +219,107 @@ COLOURS = {
 }
 
 
-def plot(results: list[dict], rows: dict[str, list[dict]], path: Path, title: str) -> None:
-    fig = Figure(figsize=(14, 4.4), dpi=80, layout="constrained")
+def _running_max(rows: list[dict]) -> tuple[list[int], np.ndarray]:
+    train = [row["train_elbo"] if row["train_elbo"] is not None else math.nan for row in rows]
+    return [row["epoch"] for row in rows], np.fmax.accumulate(np.array(train, dtype=float))
+
+
+def figure(report: dict) -> Figure:
+    """The four likelihoods' runs from the report (the JSON this script writes), 2 × 2:
+    (a) the running maximum of the train ELBO (over the logged epochs) against each bounded
+    likelihood's ceiling on log p(x|z), dashed; (b) the same, zoomed on the ceilings, where
+    the unbounded decoder climbs past them; (c) the test ELBO (symmetric log scale);
+    (d) the smallest decoder σ (log scale). One legend, below the panels."""
+    results = report["results"]
+    fig = Figure(figsize=(11, 8.2), dpi=80, layout="constrained")
     FigureCanvasAgg(fig)
-    ax_train, ax_test, ax_sigma = fig.subplots(1, 3)
-    top = 0.0
+    (ax_train, ax_zoom), (ax_test, ax_sigma) = fig.subplots(2, 2)
+    ceilings = [r["log_likelihood_ceiling"] for r in results if r["log_likelihood_ceiling"]]
+    maxima = [r["max_train_elbo"] for r in results if r["max_train_elbo"] is not None]
     for r in results:
-        name = r["likelihood"]
-        c, ep = COLOURS[name], [row["epoch"] for row in rows[name]]
-        train = [
-            row["train_elbo"] if row["train_elbo"] is not None else math.nan for row in rows[name]
-        ]
-        ax_train.plot(ep, train, color=c, lw=0.4, alpha=0.35)
-        ax_train.plot(ep, np.fmax.accumulate(train), color=c, lw=1.5, label=f"{name} (running max)")
-        ax_test.plot(ep, [row["test_elbo"] for row in rows[name]], color=c, lw=0.6, label=name)
-        ax_sigma.plot(ep, [row["min_sigma"] for row in rows[name]], color=c, lw=0.8, label=name)
-        if r["log_likelihood_ceiling"] is not None:
-            ax_train.axhline(r["log_likelihood_ceiling"], color=c, ls="--", lw=1)
+        name, rows = r["likelihood"], r["per_epoch"]
+        c = COLOURS[name]
+        epochs, running = _running_max(rows)
+        for ax in (ax_train, ax_zoom):
+            ax.plot(epochs, running, color=c, lw=1.6)
+            if r["log_likelihood_ceiling"] is not None:
+                ax.axhline(r["log_likelihood_ceiling"], color=c, ls="--", lw=1.1)
+        ax_test.plot(epochs, [row["test_elbo"] for row in rows], color=c, lw=0.8)
+        ax_sigma.plot(epochs, [row["min_sigma"] for row in rows], color=c, lw=0.9)
         if r["blowup"] is not None:
-            for ax in (ax_train, ax_test, ax_sigma):
-                ax.axvline(r["blowup"]["epoch"], color=c, ls=":", label=f"{name}: non-finite loss")
-        top = max(top, r["log_likelihood_ceiling"] or 0.0, r["max_train_elbo"] or 0.0)
-    ax_train.set(
-        title="train ELBO: each epoch (faint) and running max; dashed: each bounded\n"
-        "likelihood's ceiling on log p(x|z)",
-        xlabel="epoch",
-        ylabel="nats per frame",
-        ylim=(0, top * 1.05),
+            for ax in (ax_train, ax_zoom, ax_test, ax_sigma):
+                ax.axvline(r["blowup"]["epoch"], color=c, ls=":", lw=1)
+    top = max(ceilings + maxima + [0.0])
+    lowest = min(float(np.nanmin(_running_max(r["per_epoch"])[1])) for r in results)
+    ax_train.set_ylim(max(min(0.0, lowest), -0.3 * top), top * 1.06)  # a start far below: cut
+    ax_train.set_title(
+        "(a) train ELBO: running maximum (solid)\nand each bounded likelihood's ceiling (dashed)"
     )
-    ax_test.set(
-        title=f"test ELBO ({results[0]['test_frames']} held-out frames)",
-        xlabel="epoch",
-        ylabel="nats per frame (symmetric log scale)",
-    )
+    # the zoom: the highest ceilings and the highest climb (which may stop below them)
+    high = [c for c in ceilings if c >= 0.5 * max(ceilings + maxima + [1.0])]
+    low = min(high + [max(maxima + [0.0])])
+    span = top - low or 1.0
+    ax_zoom.set_ylim(low - 0.35 * span, top + 0.08 * span)
+    first = report["headline"].get("unbounded_first_epoch_above_floored_ceiling")
+    zoom_title = "(b) zoom on the highest ceilings"
+    if first is not None:
+        ax_zoom.axvline(first, color=COLOURS["gaussian-learned"], ls=":", lw=1)
+        zoom_title += f"\ngaussian-learned passes bounded-gaussian's at epoch {first} (dotted)"
+    ax_zoom.set_title(zoom_title)
     ax_test.set_yscale("symlog", linthresh=100)
-    ax_sigma.axhline(QUANTUM, color="0.5", ls="--", lw=0.8, label="one grey level, 1/255")
-    ax_sigma.axhline(
-        results[0]["floor"],
-        color=COLOURS["bounded-gaussian"],
-        ls="--",
-        lw=0.8,
-        label="floor ξ of bounded-gaussian",
-    )
-    ax_sigma.set(
-        title="smallest decoder σ over the training frames (z = posterior mean)",
-        xlabel="epoch",
-        yscale="log",
-    )
-    for ax in (ax_train, ax_test, ax_sigma):
+    ax_test.set_title(f"(c) test ELBO, {results[0]['test_frames']} held-out frames (symlog)")
+    ax_sigma.axhline(QUANTUM, color="0.5", ls="--", lw=0.8)
+    ax_sigma.axhline(results[0]["floor"], color=COLOURS["bounded-gaussian"], ls="-.", lw=0.8)
+    ax_sigma.set_yscale("log")
+    ax_sigma.set_title("(d) smallest decoder σ over the training frames (z = posterior mean)")
+    for ax in (ax_train, ax_zoom, ax_test, ax_sigma):
         ax.grid(alpha=0.3)
         ax.title.set_fontsize(9)
-    ax_train.legend(fontsize=7, loc="lower right")
-    ax_sigma.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.savefig(path)
+        ax.set_xlabel("epoch")
+    for ax in (ax_train, ax_zoom, ax_test):
+        ax.set_ylabel("nats per frame")
+    ax_sigma.set_ylabel("σ (data scale [0, 1])")
+    handles, labels = [], []
+    for r in results:
+        ceiling = r["log_likelihood_ceiling"]
+        handles.append(Line2D([], [], color=COLOURS[r["likelihood"]], lw=2))
+        labels.append(
+            f"{r['likelihood']}: "
+            + ("unbounded" if ceiling is None else f"ceiling {ceiling:.0f}")
+            + f", max train ELBO {r['max_train_elbo']:.0f}"
+        )
+    handles += [
+        Line2D([], [], color="0.3", lw=1.6),
+        Line2D([], [], color="0.3", ls="--", lw=1.1),
+        Line2D([], [], color="0.5", ls="--", lw=0.8),
+        Line2D([], [], color=COLOURS["bounded-gaussian"], ls="-.", lw=0.8),
+    ]
+    logged = [row["epoch"] for row in results[0]["per_epoch"]]
+    every = f" (every {logged[1] - logged[0]}th)" if len(logged) > 1 else ""
+    labels += [
+        f"(a, b) running max of the train ELBO over the logged epochs{every}",
+        "(a, b) ceiling on log p(x|z) per frame",
+        "(d) one grey level, 1/255",
+        "(d) floor ξ of bounded-gaussian",
+    ]
+    if any(r["blowup"] for r in results):
+        handles.append(Line2D([], [], color="0.3", ls=":", lw=1))
+        labels.append("non-finite loss (blow-up)")
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)
+    fig.suptitle(textwrap.fill(report["setting"], 150), fontsize=9)
+    return fig
+
+
+def plot_from_json(path: Path, out: Path | None = None) -> Path:
+    """Draw :func:`figure` from a report this script wrote into ``out`` (a PNG path;
+    default: ``unbounded_likelihood.png`` beside the JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: run the example without --replot first")
+    out = path.with_name(f"{NAME}.png") if out is None else Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure(json.loads(path.read_text())).savefig(out)
+    return out
 
 
 def _first_epoch_above(rows: list[dict], level: float | None) -> int | None:
@@ -275,6 +330,9 @@ def _first_epoch_above(rows: list[dict], level: float | None) -> int | None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.replot:
+        print(f"wrote {plot_from_json(Path(args.out) / f'{NAME}.json')}")
+        return json.loads((Path(args.out) / f"{NAME}.json").read_text())
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -340,9 +398,10 @@ def main(argv=None) -> dict:
         "results": results,
         "wall_seconds": time.perf_counter() - start,
         "torch_threads": args.threads,
+        **provenance(argv, script=__file__),  # command, commit, machine
     }
     (out / f"{NAME}.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    plot(results, rows, out / f"{NAME}.png", setting)
+    plot_from_json(out / f"{NAME}.json")  # the figure is drawn from the JSON alone
     print(
         f"wrote {out / f'{NAME}.json'} and {out / f'{NAME}.png'} in {report['wall_seconds']:.0f} s"
     )

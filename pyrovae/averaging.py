@@ -42,6 +42,23 @@ class WeightAverage:
     :param modules: the modules whose parameters are averaged, by name (``model``,
         ``guide``); the names key :meth:`state_dict`.
     :param decay: d in (0, 1); the average spans ≈ 1 / (1 − d) steps.
+
+    Example:
+
+    >>> import torch
+    >>> from pyrovae.averaging import WeightAverage
+    >>> net = torch.nn.Linear(1, 1, bias=False)
+    >>> _ = torch.nn.init.zeros_(net.weight)
+    >>> average = WeightAverage({"model": net}, decay=0.5)  # d_t = 0.1, 0.18, 0.25 (warm-up)
+    >>> for value in (1.0, 2.0, 3.0):
+    ...     with torch.no_grad():
+    ...         _ = net.weight.fill_(value)  # stands in for an optimiser step
+    ...     average.update()
+    >>> with average.applied():  # evaluate at the average
+    ...     round(net.weight.item(), 4)
+    2.7
+    >>> net.weight.item()  # training goes on from the raw parameters
+    3.0
     """
 
     def __init__(self, modules: dict[str, nn.Module], decay: float) -> None:
@@ -55,11 +72,23 @@ class WeightAverage:
         self.updates = 0
 
     @torch.no_grad()
-    def update(self) -> None:
-        """One step of the average, after an optimiser step."""
+    def update(self, skipped: torch.Tensor | None = None) -> None:
+        """One step of the average, after an optimiser step.
+
+        :param skipped: a scalar tensor, nonzero when the optimiser step was skipped
+            (a faulty step, :class:`pyrovae.faults.StepGuard`); the average then stays
+            exactly as it was, decided on the device without a host sync. The update
+            count still advances: skipped steps only occur between a fault and its
+            detection, after which the run stops or rolls back to a saved average.
+        """
         weight = 1.0 - min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        for a, p in zip(self.average, self.params):
-            a.lerp_(p.detach(), weight)
+        if skipped is None:
+            for a, p in zip(self.average, self.params):
+                a.lerp_(p.detach(), weight)
+        else:
+            keep = skipped == 0
+            for a, p in zip(self.average, self.params):
+                a.copy_(torch.where(keep, a.lerp(p.detach(), weight), a))
         self.updates += 1
 
     @torch.no_grad()

@@ -104,6 +104,8 @@ class NameOrPath(click.Choice):
 
 def _click_type(declared) -> click.ParamType:
     option = declared.option
+    if option.name == "device":  # the run option: the same choices as the loading commands'
+        return Device()
     if declared.selects is not None and declared.selects.paths:
         return NameOrPath(list(option.allowed()))
     if declared.selects is not None or option.choices is not None:
@@ -247,13 +249,21 @@ def _choice(reg: registry.Registry, *extra: str) -> click.Choice:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pyrovae")
-def main():
+@click.pass_context
+def main(ctx):
     """Variational auto-encoders in Pyro with swappable likelihoods, guides and objectives.
 
     A training run writes a folder (config.json, metrics.jsonl, checkpoint.pt,
     summary.json, plots/) that evaluate, sample and manifold read back.
-    Numbers are per data point, in nats; ELBO and log-likelihood are negative.
+    Numbers are per data point, in nats. ELBO and log-likelihood are negative for
+    binary and other discrete data; for continuous data they are log densities and
+    may be positive (Frey Face: several hundred nats).
     """
+    # before torch is imported: OpenMP's idle threads sleep, and without --threads (or
+    # OMP_NUM_THREADS) the thread count is chosen from the work (pyrovae.resources)
+    from pyrovae.resources import command_line_threads
+
+    ctx.call_on_close(command_line_threads())
 
 
 #: options shared by the commands that load a run (evaluate, sample, manifold, diagnose)
@@ -275,10 +285,14 @@ class Device(click.ParamType):
 
 
 def _set_threads(ctx, param, value) -> None:
-    if value is not None:
-        import torch
+    from pyrovae import resources
 
-        torch.set_num_threads(value)
+    if value is None:  # the idle cores, unless OMP_NUM_THREADS is set
+        resources.apply_automatic_threads()
+        return
+    import torch
+
+    torch.set_num_threads(value)
 
 
 def DEVICE_OPTION(command):  # noqa: N802 (a decorator, named as the other options)
@@ -289,7 +303,8 @@ def DEVICE_OPTION(command):  # noqa: N802 (a decorator, named as the other optio
         default=None,
         expose_value=False,
         callback=_set_threads,
-        help="torch CPU threads [default: torch's]; 1 is often fastest on a busy machine.",
+        help="torch CPU threads [default: the cores not already busy (load average), "
+        "unless OMP_NUM_THREADS is set].",
     )(command)
     return click.option(
         "--device",
@@ -298,6 +313,31 @@ def DEVICE_OPTION(command):  # noqa: N802 (a decorator, named as the other optio
         show_default=True,
         help="Where to load the run and compute.",
     )(command)
+
+
+def QUIET_OPTION(command):  # noqa: N802 (a decorator, named as the other options)
+    """``--quiet`` (no progress on standard error), and ``--no-progress``, its old spelling."""
+    command = click.option(
+        "--progress/--no-progress",
+        "progress",
+        default=None,
+        hidden=True,
+        help="Old spelling: --no-progress is --quiet.",
+    )(command)
+    return click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        help="Print results only: no progress bar (on a terminal), no line per epoch or "
+        "phase (off one), no data summary.",
+    )(command)
+
+
+def _reporter(quiet: bool, progress: bool | None = None):
+    """Progress on standard error: a bar on a terminal, lines off it; nothing if quiet."""
+    from pyrovae.progress import Reporter
+
+    return Reporter("quiet" if quiet or progress is False else "auto", file=sys.stderr)
 
 
 SEED_OPTION = click.option(
@@ -326,9 +366,9 @@ CONFIG_FILE_OPTION = click.option(
     help="Continue the run in --out from its checkpoint; options you omit keep the run's values.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@QUIET_OPTION
 @click.pass_context
-def train(ctx, config_file, out, resume, overwrite, progress, **options):
+def train(ctx, config_file, out, resume, overwrite, quiet, progress, **options):
     """Train a VAE and write a run folder.
 
     \b
@@ -347,14 +387,15 @@ def train(ctx, config_file, out, resume, overwrite, progress, **options):
         folder = Path(out or Path("runs") / _data_name(config.dataset))
         if resume and not folder.exists():
             raise click.ClickException(f"--resume: run folder {folder} does not exist")
+        reporter = _reporter(quiet, progress)
         try:
             result = train_run(
                 config,
                 folder,
                 resume=resume,
                 overwrite=overwrite,
-                progress=progress,
-                log=lambda text: click.echo(text, err=True),
+                progress=reporter,
+                log=reporter.echo,
             )
         finally:
             distributed.shutdown()
@@ -390,9 +431,9 @@ SWEEP_DEFAULTS = {"dataset": "mnist-binarized"}
     default=None,
     help="Sweep folder: one run per (prior, β) and summary/ [default: runs/sweep-DATASET].",
 )
-@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@QUIET_OPTION
 @click.pass_context
-def sweep(ctx, config_file, betas, priors, out, progress, **options):
+def sweep(ctx, config_file, betas, priors, out, quiet, progress, **options):
     """Train one run per marginal and β of D + βR; tabulate and plot the RD plane.
 
     Alemi et al. (2018), "Fixing a Broken ELBO": rate R and distortion D of each
@@ -417,7 +458,7 @@ def sweep(ctx, config_file, betas, priors, out, progress, **options):
             beta_values,
             priors or ("standard",),
             folder,
-            progress=progress,
+            progress=_reporter(quiet, progress),
             log=click.echo,
         )
         click.echo(f"summary written to {result.summary_dir}")
@@ -426,12 +467,17 @@ def sweep(ctx, config_file, betas, priors, out, progress, **options):
     _run_safely(go)
 
 
-def _print_summary(summary: dict) -> None:
-    keys = ["test_elbo", "test_rate", "test_distortion", "test_weight_kl"]
-    keys += ["test_iw_log_likelihood", "test_mse", "test_reconstruction_sd"]
+#: the numbers of the end-of-run table, in its order (each led by the split's name)
+SUMMARY_KEYS = ("elbo", "rate", "distortion", "weight_kl", "iw_log_likelihood")
+SUMMARY_KEYS += ("iw_log_likelihood_se", "mse", "reconstruction_sd")
+
+
+def _print_summary(summary: dict, prefix: str = "test_") -> None:
+    """The aligned table of a run's numbers (``train`` at its end, ``evaluate``)."""
+    keys = [prefix + key for key in SUMMARY_KEYS if summary.get(prefix + key) is not None]
+    width = max([24, *map(len, keys)])
     for k in keys:
-        if k in summary:
-            click.echo(f"  {k:24s} {summary[k]:12.4f}")
+        click.echo(f"  {k:{width}s} {summary[k]:12.4f}")
 
 
 def _load(run_dir, device):
@@ -478,20 +524,45 @@ def _dataset_for(config, info, dataset, data_dir):
 @click.option(
     "--chunk-size",
     type=int,
-    default=100,
-    show_default=True,
-    help="Importance samples drawn per vectorised pass (bounds memory).",
+    default=None,
+    help="Importance samples drawn per vectorised pass [default: chosen with --batch-size "
+    "from K, the points and their size, within a memory budget].",
 )
-@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Points per pass [default: automatic for the IW estimate, 500 for the ELBO and MSE].",
+)
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N points.")
 @SEED_OPTION
 @DEVICE_OPTION
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the numbers as JSON (what evaluation-SPLIT.json holds) instead of a table.",
+)
+@QUIET_OPTION
 def evaluate(
-    run_dir, samples, split, dataset, data_dir, chunk_size, batch_size, limit, seed, device
+    run_dir,
+    samples,
+    split,
+    dataset,
+    data_dir,
+    chunk_size,
+    batch_size,
+    limit,
+    seed,
+    device,
+    as_json,
+    quiet,
+    progress,
 ):
     """Evaluate a run: ELBO, rate, distortion, IW log-likelihood and MSE per data point.
 
-    Writes RUN_DIR/evaluation-SPLIT.json and prints the numbers.
+    Writes RUN_DIR/evaluation-SPLIT.json and prints the numbers as a table (--json: as
+    JSON). Progress goes to standard error: a bar on a terminal, a line per phase off it.
     """
 
     def go():
@@ -499,34 +570,38 @@ def evaluate(
 
         from pyrovae.infer import full_vb
         from pyrovae.infer.evaluation import elbo_terms, iw_log_likelihood, reconstruction_mse
+        from pyrovae.progress import duration
         from pyrovae.resources import check_pass_fits
         from pyrovae.run import RunFolder, write_json
 
         if samples < 0:
             raise click.BadParameter("--samples must be >= 0")
         for name, value in (("--chunk-size", chunk_size), ("--batch-size", batch_size)):
-            if value < 1:
+            if value is not None and value < 1:
                 raise click.BadParameter(f"{name} must be a positive integer, got {value}")
         config, model, guide, info = _load(run_dir, device)
         data = _dataset_for(config, info, dataset, data_dir)
         x = data.split(split)[:limit].to(next(guide.parameters()).device)
         model.likelihood.check_data(x)
         widths = [data.data_dim, *config.hidden, model.likelihood.out_features]
-        rows = min(chunk_size, max(samples, 1)) * min(batch_size, len(x))
-        check_pass_fits(rows, widths, "an evaluation pass", "lower --chunk-size or --batch-size")
+        if chunk_size is not None and batch_size is not None:  # automatic sizes fit by design
+            rows = min(chunk_size, max(samples, 1)) * min(batch_size, len(x))
+            fix = "lower --chunk-size or --batch-size"
+            check_pass_fits(rows, widths, "an evaluation pass", fix)
+        points_per_pass = batch_size or 500  # the ELBO's and the MSE's passes
+        reporter = _reporter(quiet, progress)
         pyro.set_rng_seed(seed)
         num_train = info.get("num_train") or data.train.shape[0]  # full VB: weight KL / N
-        terms = elbo_terms(model, guide, x, batch_size=batch_size, num_data=num_train)
+        points = f"{len(x)} points"
+        with reporter.task("ELBO, rate and distortion") as task:
+            terms = elbo_terms(model, guide, x, batch_size=points_per_pass, num_data=num_train)
+            task.done(f"{points}, {duration(task.elapsed)}")
         out = {f"{k}": v.mean().item() for k, v in terms.items()}
         if samples:
             draws = guide.num_weight_samples if full_vb.is_full_vb(guide) else 1
-            bar = click.progressbar(
-                length=len(x) * samples * draws,
-                label=f"importance sampling ({len(x)} points x {samples} samples)",
-                file=sys.stderr,
-                show_eta=True,
-            )
-            with bar:
+            each = f"{samples} samples" + (f" x {draws} weight draws" if draws > 1 else "")
+            total = len(x) * samples * draws
+            with reporter.task("IW log-likelihood", total, heartbeat=True) as task:
                 ll = iw_log_likelihood(
                     model,
                     guide,
@@ -534,11 +609,15 @@ def evaluate(
                     samples,
                     chunk_size=chunk_size,
                     batch_size=batch_size,
-                    progress=bar.update,
+                    progress=task.advance,
                 )
+                task.done(f"{points} x {each}, {duration(task.elapsed)}")
             out["iw_log_likelihood"] = ll.mean().item()
             out["iw_log_likelihood_se"] = (ll.std() / len(ll) ** 0.5).item()
-        out["mse"] = reconstruction_mse(model, guide, x, batch_size=batch_size).mean().item()
+        with reporter.task("reconstruction MSE") as task:
+            mse = reconstruction_mse(model, guide, x, batch_size=points_per_pass)
+            task.done(f"{points}, {duration(task.elapsed)}")
+        out["mse"] = mse.mean().item()
         out.update(
             split=split,
             dataset=data.name,
@@ -547,8 +626,13 @@ def evaluate(
             seed=seed,
             epoch=info["epoch"],
         )
-        write_json(RunFolder(run_dir).path / f"evaluation-{split}.json", out)
-        click.echo(json.dumps(out, indent=2))
+        path = write_json(RunFolder(run_dir).path / f"evaluation-{split}.json", out)
+        if as_json:
+            click.echo(json.dumps(out, indent=2))
+            return
+        k = f", K = {samples}" if samples else ""
+        click.echo(f"{split} split of {data.name}: {len(x)} points{k}; written to {path}")
+        _print_summary({f"{split}_{key}": value for key, value in out.items()}, f"{split}_")
 
     _run_safely(go)
 
@@ -678,6 +762,7 @@ def manifold(run_dir, grid, out, device):
 @SEED_OPTION
 @DEVICE_OPTION
 @click.option("--out", type=click.Path(file_okay=False), help="Folder [default: RUN/diagnostics].")
+@QUIET_OPTION
 def diagnose(
     run_dir,
     split,
@@ -692,6 +777,8 @@ def diagnose(
     seed,
     device,
     out,
+    quiet,
+    progress,
 ):
     """Posterior diagnostics of a run with ArviZ.
 
@@ -727,6 +814,7 @@ def diagnose(
                 entries=entries or None,
                 seed=seed,
                 device=device,
+                progress=_reporter(quiet, progress),
             )
         except ValueError as e:  # e.g. an unknown site name
             raise click.ClickException(str(e).splitlines()[0]) from None

@@ -43,6 +43,13 @@ class Declared:
     :ivar readers: the parts that declared it as ``(kind, name)`` pairs, e.g.
         ``(("likelihood", "gaussian-fixed"),)``; empty for fixed and part-choosing options.
     :ivar selects: the registry whose entry it names, for part-choosing options.
+
+    Example:
+
+    >>> from pyrovae.config import schema
+    >>> declared = schema()["posterior_scale"]
+    >>> declared.option.flag, declared.section.name, declared.readers
+    ('--posterior-scale', 'guide', (('guide', 'constant'),))
     """
 
     option: Option
@@ -120,6 +127,21 @@ class RunConfig(Mapping):
     changed copy. ``RunConfig(**values)`` is ``RunConfig.from_dict(values)``.
 
     :ivar given: the keys set explicitly (not defaulted).
+
+    Example:
+
+    >>> from pyrovae.config import RunConfig
+    >>> config = RunConfig(latent_dim=2, guide="constant")
+    >>> config
+    RunConfig(latent_dim=2, guide='constant')
+    >>> config.latent_dim, config["objective"], config.part("guide").__name__
+    (2, 'meanfield', 'ConstantVariance')
+    >>> config.replace(beta=0.5)
+    RunConfig(latent_dim=2, guide='constant', beta=0.5)
+    >>> RunConfig(latnt_dim=3)
+    Traceback (most recent call last):
+        ...
+    pyrovae.options.ConfigError: unknown key 'latnt_dim' in config; did you mean 'latent_dim'?
     """
 
     __slots__ = ("_values", "given")

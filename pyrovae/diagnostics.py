@@ -84,6 +84,7 @@ from pyro.infer import Predictive
 
 from pyrovae.infer import evaluation, full_vb
 from pyrovae.infer.log_weights import per_point_log_weights
+from pyrovae.progress import Reporter, duration
 
 DEFAULT_ENTRIES = 4
 KHAT_GOOD, KHAT_BAD = 0.5, 0.7
@@ -297,6 +298,7 @@ def vi_inference_data(
     num_draws: int = 100,
     iw_samples: int = 10,
     batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ):
     """InferenceData of a full-VB guide: independent draws θ ~ q(θ) split into chains.
 
@@ -324,6 +326,9 @@ def vi_inference_data(
         On held-out points the direct estimate of the log predictive density is
         :func:`pyrovae.infer.evaluation.iw_log_likelihood`; LOO there measures how much
         each point's likelihood moves with θ.
+
+    :param progress: called with the (point, sample) pairs of the log-likelihoods done
+        after each pass, ``num_chains · num_draws · n · iw_samples`` in all.
     """
     full_vb._require(guide)
     names = guide.weights.site_names
@@ -343,7 +348,7 @@ def vi_inference_data(
             log_p.append(p)
         rows.append(
             evaluation.log_likelihood_draws(
-                model, guide, x, iw_samples, thetas, batch_size=batch_size
+                model, guide, x, iw_samples, thetas, batch_size=batch_size, progress=progress
             ).cpu()
         )
     posterior, labels = {}, {}
@@ -456,13 +461,15 @@ def guide_log_ratios(
     x: torch.Tensor,
     num_samples: int = 500,
     batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """``log p(x_i, z_ik) − log q(z_ik | x_i)`` for K draws z_ik ~ q(z | x_i): shape (n, K).
 
     The transpose of :func:`pyrovae.infer.log_weights.per_point_log_weights`
     (trace-free for pyrovae's own pairs, Pyro traces otherwise), in batches of
     about ``PSIS_ROWS`` samples × points. A full-VB guide is evaluated at θ̄, the
-    mean of q(θ) (:func:`pyrovae.infer.full_vb.given_weights`).
+    mean of q(θ) (:func:`pyrovae.infer.full_vb.given_weights`). ``progress`` is called
+    with the points done after each batch.
     """
     if full_vb.is_full_vb(guide):
         model, guide = full_vb.given_weights(model, guide, full_vb.posterior_mean(guide))
@@ -470,6 +477,8 @@ def guide_log_ratios(
     rows = []
     for i in range(0, x.shape[0], step):
         rows.append(per_point_log_weights(model, guide, x[i : i + step], num_samples).T)
+        if progress is not None:
+            progress(rows[-1].shape[0])
     return torch.cat(rows)
 
 
@@ -498,9 +507,10 @@ def guide_khat(
     x: torch.Tensor,
     num_samples: int = 500,
     batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """PSIS k̂ of the amortised guide for every point of ``x`` (Yao et al. 2018): shape (n,)."""
-    return psis_khat(guide_log_ratios(model, guide, x, num_samples, batch_size))
+    return psis_khat(guide_log_ratios(model, guide, x, num_samples, batch_size, progress))
 
 
 def khat_summary(khat) -> dict[str, float]:
@@ -523,7 +533,38 @@ def khat_summary(khat) -> dict[str, float]:
 
 @dataclass
 class Diagnosis:
-    """What :func:`diagnose` found, and the files it wrote."""
+    """What :func:`diagnose` found, and the files it wrote.
+
+    :ivar summary: ``az.summary`` of the posterior group (a pandas DataFrame), or None.
+    :ivar loo: PSIS-LOO's numbers (``elpd_loo``, ``p_loo``, ...), or None without a
+        ``log_likelihood`` group.
+    :ivar waic: WAIC's numbers likewise.
+    :ivar khat: the guide's PSIS k̂ per point, if it was given.
+    :ivar posterior_predictive: :func:`predictive_check`'s numbers, or None.
+    :ivar notes: ArviZ's warnings, one line each.
+    :ivar paths: the files written, by kind.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.build import build_model
+    >>> from pyrovae.config import RunConfig
+    >>> from pyrovae.diagnostics import diagnose, guide_khat, vi_inference_data
+    >>> pyro.set_rng_seed(0)
+    >>> config = RunConfig(weights="bayesian", likelihood="bernoulli", latent_dim=2, hidden=[4])
+    >>> model, guide = build_model(config, 16)
+    >>> x = torch.bernoulli(torch.full((8, 16), 0.5))
+    >>> idata = vi_inference_data(model, guide, x, entries=2, num_chains=2, num_draws=20)
+    >>> sorted(idata.groups())
+    ['log_likelihood', 'observed_data', 'posterior', 'posterior_predictive', 'sample_stats']
+    >>> result = diagnose(idata, khat=guide_khat(model, guide, x, num_samples=50))
+    >>> sorted(result.to_dict())
+    ['files', 'guide_khat', 'loo', 'max_r_hat', 'min_ess_bulk', 'notes',
+     'posterior_predictive', 'waic']
+    >>> result.khat.shape, result.loo["elpd_loo"] < 0
+    ((8,), True)
+    """
 
     summary: Any = None  # pandas.DataFrame from az.summary
     loo: dict | None = None
@@ -800,6 +841,7 @@ def diagnose_run(
     seed: int = 0,
     device: str = "cpu",
     plots: bool = True,
+    progress: bool | Reporter | None = None,
 ) -> Diagnosis:
     """Diagnose a trained run; files go to ``out`` (default ``RUN/diagnostics``).
 
@@ -807,10 +849,15 @@ def diagnose_run(
     points of ``split``). For a full-VB run also the weight posterior
     (:func:`vi_inference_data`: ``num_chains`` × ``num_draws`` draws from
     q(θ), pointwise IW log-likelihoods) and everything :func:`diagnose` does.
+
+    :param progress: a :class:`~pyrovae.progress.Reporter` (or True: a bar on a terminal,
+        a line per phase off it); default: nothing.
     """
     import pyro
 
     from pyrovae.run import RunFolder, load_run
+
+    reporter = progress if isinstance(progress, Reporter) else Reporter(bool(progress))
 
     config, model, guide, info = load_run(run_dir, device=device)
     if x is None:
@@ -822,12 +869,30 @@ def diagnose_run(
     x = x.to(dev)
     out = Path(out) if out is not None else RunFolder(run_dir).path / "diagnostics"
     pyro.set_rng_seed(seed)
-    khat = guide_khat(model, guide, x, num_samples=psis_samples)
+    points = f"{x.shape[0]} points"
+    with reporter.task("PSIS k̂ of the guide", x.shape[0], heartbeat=True) as task:
+        khat = guide_khat(model, guide, x, num_samples=psis_samples, progress=task.advance)
+        task.done(f"{points} x {psis_samples} draws, {duration(task.elapsed)}")
     if full_vb.is_full_vb(guide):
-        idata = vi_inference_data(
-            model, guide, x, sites, entries, num_chains, num_draws, iw_samples
-        )
-        return diagnose(idata, out, khat=khat, plots=plots)
+        draws = num_chains * num_draws
+        total = draws * x.shape[0] * iw_samples
+        with reporter.task("weight draws and log-likelihoods", total, heartbeat=True) as task:
+            idata = vi_inference_data(
+                model,
+                guide,
+                x,
+                sites,
+                entries,
+                num_chains,
+                num_draws,
+                iw_samples,
+                progress=task.advance,
+            )
+            task.done(f"{draws} draws of θ x {points}, {duration(task.elapsed)}")
+        with reporter.task("ArviZ summary, LOO, WAIC, plots and files") as task:
+            result = diagnose(idata, out, khat=khat, plots=plots)
+            task.done(duration(task.elapsed))
+        return result
     result = Diagnosis(khat=khat)
     result.notes.append(
         "point-estimate decoder: no weight posterior to summarise; only the guide's PSIS k̂"

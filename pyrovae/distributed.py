@@ -60,7 +60,19 @@ from torch.nn.parallel import DistributedDataParallel
 
 @dataclass(frozen=True)
 class Context:
-    """Where this process sits: ``rank`` of ``world_size`` (1 when not distributed)."""
+    """Where this process sits: ``rank`` of ``world_size`` (1 when not distributed).
+
+    Example:
+
+    >>> import torch
+    >>> from pyrovae.distributed import from_environment
+    >>> context = from_environment()  # outside torchrun: one process
+    >>> context, context.is_main, context.enabled
+    (Context(rank=0, world_size=1, local_rank=0), True, False)
+    >>> part, weight = context.shard(torch.zeros(10, 3))  # the whole batch, weight 1
+    >>> part.shape, weight
+    (torch.Size([10, 3]), 1.0)
+    """
 
     rank: int = 0
     world_size: int = 1

@@ -3,15 +3,15 @@
 The ``encoder`` option chooses q(z|x)'s network (:data:`pyrovae.registry.ENCODERS`),
 the ``decoder`` option p(x|z)'s (:data:`pyrovae.registry.DECODERS`):
 
-===========  =======  =======  ==============================================================
-name         encoder  decoder  network
-===========  =======  =======  ==============================================================
-``mlp``      yes      yes      an MLP of ``hidden`` widths (Kingma & Welling 2013)
-``conv``     yes      yes      stride-2 convolutions of ``conv_channels``, then an MLP of
-                               ``hidden``; the decoder mirrors it with transposed convolutions
-``pixelcnn`` no       yes      a conv decoder to a conditioning map, and a gated PixelCNN over
-                               the pixels (van den Oord et al. 2016; Gulrajani et al. 2017)
-===========  =======  =======  ==============================================================
+============  =======  =======  ==============================================================
+name          encoder  decoder  network
+============  =======  =======  ==============================================================
+``mlp``       yes      yes      an MLP of ``hidden`` widths (Kingma & Welling 2013)
+``conv``      yes      yes      stride-2 convolutions of ``conv_channels``, then an MLP of
+                                ``hidden``; the decoder mirrors it with transposed convolutions
+``pixelcnn``  no       yes      a conv decoder to a conditioning map, and a gated PixelCNN over
+                                the pixels (van den Oord et al. 2016; Gulrajani et al. 2017)
+============  =======  =======  ==============================================================
 
 A network part has two static methods (either may be missing), and ``needs_images``
 (the data must have an image shape; checked when the data is loaded):
@@ -98,7 +98,22 @@ def _conv_decoder(config: Any, image: tuple[int, int, int], latent_dim: int, **p
 
 class MLP:
     """Multi-layer perceptrons (:func:`pyrovae.nets.mlp`): ``hidden`` widths, encoder side;
-    the decoder mirrors them. Reads any data shape (it flattens)."""
+    the decoder mirrors them. Reads any data shape (it flattens).
+
+    Example:
+
+    >>> import torch
+    >>> from pyrovae.config import RunConfig
+    >>> from pyrovae.models import Bernoulli
+    >>> from pyrovae.networks import MLP
+    >>> config = RunConfig(hidden=[32, 16])
+    >>> encoder = MLP.encoder(config, (1, 8, 8), out_features=4)  # 64 → 32 → 16 → 4
+    >>> encoder(torch.zeros(5, 64)).shape
+    torch.Size([5, 4])
+    >>> decoder, head = MLP.decoder(config, 2, (1, 8, 8), Bernoulli(64))  # 2 → 16 → 32 → 64
+    >>> decoder(torch.zeros(5, 2)).shape
+    torch.Size([5, 64])
+    """
 
     options: tuple[Option, ...] = ()
     #: reads flat rows of any data: images or tables
@@ -121,7 +136,21 @@ class MLP:
 
 class Conv:
     """Stride-2 convolutions of ``conv_channels`` and an MLP of ``hidden``
-    (:mod:`pyrovae.nets.conv`); the decoder mirrors them. Needs images."""
+    (:mod:`pyrovae.nets.conv`); the decoder mirrors them. Needs images.
+
+    Example:
+
+    >>> import torch
+    >>> from pyrovae.config import RunConfig
+    >>> from pyrovae.models import GaussianLearned
+    >>> from pyrovae.networks import Conv
+    >>> config = RunConfig(conv_channels=[8, 16], hidden=[32])
+    >>> Conv.encoder(config, (1, 8, 8), out_features=4)(torch.zeros(5, 64)).shape
+    torch.Size([5, 4])
+    >>> decoder, head = Conv.decoder(config, 2, (1, 8, 8), GaussianLearned(64))
+    >>> decoder(torch.zeros(5, 2)).shape  # two planes per channel: means and log-variances
+    torch.Size([5, 128])
+    """
 
     options = (CONV_CHANNELS, KERNEL_SIZE)
     #: the data must be images, (C, H, W) (:func:`pyrovae.data.check_run_data`)
@@ -167,6 +196,22 @@ class PixelCNN:
     "means" go pixel by pixel (H·W passes). With such a decoder the ELBO optimum
     can leave z unused; β and the prior decide how much the code carries (Chen et
     al. 2017; Alemi et al. 2018).
+
+    Example:
+
+    >>> import torch
+    >>> from pyrovae.config import RunConfig
+    >>> from pyrovae.models import Bernoulli
+    >>> from pyrovae.networks import PixelCNN
+    >>> config = RunConfig(
+    ...     conv_channels=[8], hidden=[16], pixelcnn_layers=1, pixelcnn_channels=8,
+    ...     pixelcnn_cond_channels=2,
+    ... )
+    >>> decoder, head = PixelCNN.decoder(config, 2, (1, 8, 8), Bernoulli(64))
+    >>> type(head).__name__, head.out_features  # the conv decoder emits a (2, 8, 8) map
+    ('Autoregressive', 128)
+    >>> decoder(torch.zeros(5, 2)).shape
+    torch.Size([5, 128])
     """
 
     options = (

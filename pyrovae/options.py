@@ -44,6 +44,17 @@ class Needs:
     :param values: its allowed values.
     :param reason: why, in a few words.
     :param fix: what to do, if not ``pass --key value``; it ends the error message.
+
+    Example:
+
+    >>> from pyrovae.config import RunConfig
+    >>> from pyrovae.options import Needs
+    >>> rule = Needs("guide", ("constant",), "its floating prior needs one posterior scale")
+    >>> rule.check(RunConfig(guide="constant"), "objective 'bilbo'")  # satisfied: no error
+    >>> rule.check(RunConfig(guide="diagonal"), "objective 'bilbo'")
+    Traceback (most recent call last):
+        ...
+    pyrovae.options.ConfigError: objective 'bilbo' needs guide 'constant', got 'diagonal': ...
     """
 
     key: str
@@ -103,6 +114,19 @@ class Option:
     :param needs: rules that apply when the value differs from the default.
     :param check: extra validation: returns an error message for a bad value, or None.
     :param normalize: maps a valid value to its canonical form (e.g. sorted).
+
+    Example:
+
+    >>> from pyrovae.options import Option
+    >>> scale = Option("toy_scale", 0.5, "σ of the toy guide.", above=0)
+    >>> scale.flag, scale.type, scale.describe()
+    ('--toy-scale', <class 'float'>, 'a positive number')
+    >>> scale.parse(1)  # a value from a config dict or a TOML file, checked and converted
+    1.0
+    >>> scale.parse(-1)
+    Traceback (most recent call last):
+        ...
+    pyrovae.options.ConfigError: toy_scale must be a positive number, got -1
     """
 
     name: str

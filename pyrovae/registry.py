@@ -57,6 +57,24 @@ class Registry:
     :param extra: accepted names that are not entries (``"auto"``).
     :param moved: former entries, each with where it went, for the error message.
     :param paths: a value that is not a name is a path (a user's dataset file or folder).
+
+    Example:
+
+    >>> from pyrovae import registry
+    >>> from pyrovae.config import RunConfig
+    >>> from pyrovae.guides import DiagonalGaussian
+    >>> registry.GUIDES.get("constant")  # imported on first use
+    <class 'pyrovae.guides.constant.ConstantVariance'>
+    >>> registry.GUIDES.check("gausian")
+    Traceback (most recent call last):
+        ...
+    pyrovae.registry.UnknownNameError: unknown guide 'gausian'; choose one of: diagonal, ...
+    >>> class MyGuide(DiagonalGaussian):
+    ...     pass
+    >>> registry.GUIDES.register("mine", MyGuide)  # now a choice of --guide, TOML and configs
+    >>> RunConfig(guide="mine").part("guide") is MyGuide
+    True
+    >>> registry.GUIDES.unregister("mine")
     """
 
     def __init__(
@@ -128,6 +146,7 @@ class Registry:
                 yield name, option
 
 
+#: the built-in datasets (:mod:`pyrovae.data`): loaders ``(data_dir, download) -> Dataset``
 DATASETS = Registry(
     "dataset",
     {
@@ -144,6 +163,7 @@ DATASETS = Registry(
     paths=True,
 )
 
+#: likelihood heads p(x|z) (:mod:`pyrovae.models.likelihoods`, :mod:`pyrovae.models.gaussian_heads`)
 LIKELIHOODS = Registry(
     "likelihood",
     {
@@ -161,6 +181,7 @@ LIKELIHOODS = Registry(
     extra=("auto",),
 )
 
+#: guides q(z|x) (:mod:`pyrovae.guides`)
 GUIDES = Registry(
     "guide",
     {
@@ -174,6 +195,7 @@ GUIDES = Registry(
     "(a point code: a plain auto-encoder, with --beta 0).",
 )
 
+#: priors (marginals) m(z) (:mod:`pyrovae.models.priors`, :mod:`pyrovae.models.marginals`)
 PRIORS = Registry(
     "prior",
     {
@@ -186,6 +208,7 @@ PRIORS = Registry(
     help="The marginal m(z): standard N(0, I), mixture (learned Gaussians) or vamp (VampPrior).",
 )
 
+#: training objectives: Pyro's ELBOs and pyrovae's (:mod:`pyrovae.infer`)
 OBJECTIVES = Registry(
     "objective",
     {
@@ -200,6 +223,7 @@ OBJECTIVES = Registry(
     "bilbo = Fyffe's batch bound (constant guide).",
 )
 
+#: schedules of β (:mod:`pyrovae.infer.schedules`)
 BETA_SCHEDULES = Registry(
     "beta schedule",
     {
@@ -212,6 +236,7 @@ BETA_SCHEDULES = Registry(
     help="β per step: constant, linear warm-up from 0, or cyclical (Fu et al.).",
 )
 
+#: the guide's network parts (:mod:`pyrovae.networks`)
 ENCODERS = Registry(
     "encoder",
     {
@@ -223,6 +248,7 @@ ENCODERS = Registry(
     help="The guide's network: mlp, or conv (stride-2 convolutions; images only).",
 )
 
+#: the decoder's network parts (:mod:`pyrovae.networks`)
 DECODERS = Registry(
     "decoder",
     {
@@ -240,6 +266,7 @@ DECODERS = Registry(
     },
 )
 
+#: how the decoder's weights are treated: point estimates or full VB (:mod:`pyrovae.weights`)
 WEIGHTS = Registry(
     "weights",
     {
@@ -252,6 +279,7 @@ WEIGHTS = Registry(
     "Kingma & Welling app. F; mlp decoder).",
 )
 
+#: priors over a Bayesian decoder's weights (:mod:`pyrovae.models.weight_priors`)
 WEIGHT_PRIORS = Registry(
     "weight prior",
     {
@@ -264,6 +292,7 @@ WEIGHT_PRIORS = Registry(
     "(Blundell et al.).",
 )
 
+#: torch optimisers
 OPTIMIZERS = Registry(
     "optimizer",
     {
@@ -275,6 +304,7 @@ OPTIMIZERS = Registry(
     help="Optimiser (AEVB used adagrad).",
 )
 
+#: the nonlinearities of the networks (``torch.nn`` modules)
 ACTIVATIONS = Registry(
     "activation",
     {
@@ -291,7 +321,19 @@ ACTIVATIONS = Registry(
 class Section:
     """A group of options: the registries whose parts are chosen there, and the fixed
     option sets (``"module:attribute"`` tuples of :class:`~pyrovae.options.Option`)
-    declared by the code that reads them."""
+    declared by the code that reads them.
+
+    Example:
+
+    >>> from pyrovae import registry
+    >>> [section.name for section in registry.SECTIONS]
+    ['data', 'model', 'likelihood', 'guide', 'prior', 'objective', 'weights', 'optimisation', 'run']
+    >>> objective = registry.SECTIONS[5]
+    >>> objective.title, [r.key for r in objective.registries]
+    ('Objective', ['objective', 'beta_schedule'])
+    >>> [option.name for option in objective.fixed_options()]
+    ['particles', 'beta']
+    """
 
     name: str
     title: str

@@ -1,4 +1,12 @@
-"""The figures every run folder gets: curves, reconstructions, samples, manifold."""
+"""The figures every run folder gets: curves, reconstructions, samples, manifold.
+
+``plots/curves.png`` (:func:`pyrovae.plots.plot_training`): the ELBO (train and test),
+the test rate and distortion, and the learning rate and β where they change, by epoch.
+``plots/reconstructions.png``: 16 test images spread over the test split, each above its
+reconstruction (the decoder's mean at the posterior mean), two pairs of rows of 8.
+``plots/samples.png``: 64 decoder means at draws from the prior; ``plots/manifold.png`` for a
+2-D latent space.
+"""
 
 from __future__ import annotations
 
@@ -32,11 +40,8 @@ def write_plots(run: RunFolder, model, guide, dataset, metrics: list[dict]) -> l
     vmin, vmax = display_range(dataset)
     device = next(model.parameters()).device
     paths = [
-        plots.plot_curves(
-            metrics,
-            run.plots / "curves.png",
-            keys=("train_elbo", "test_elbo"),
-            title="ELBO per data point",
+        plots.plot_training(
+            metrics, run.plots / "curves.png", title="training curves (per data point)"
         ),
     ]
     # evenly spaced test points: some test splits are stored in class order
@@ -49,7 +54,7 @@ def write_plots(run: RunFolder, model, guide, dataset, metrics: list[dict]) -> l
             recon.clamp(vmin, vmax),
             shape,
             run.plots / "reconstructions.png",
-            title="test data (top) and reconstructions",
+            title="test images, each above its reconstruction",
             vmin=vmin,
             vmax=vmax,
         )

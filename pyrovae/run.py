@@ -98,7 +98,25 @@ def write_json(path: Path, obj: Any) -> Path:
 
 
 class RunFolder:
-    """Paths and I/O of one run folder."""
+    """Paths and I/O of one run folder.
+
+    Example:
+
+    >>> import tempfile
+    >>> from pyrovae.run import RunFolder
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> run = RunFolder(folder.name)
+    >>> run.config_path.name, run.checkpoint_path.name, run.exists()
+    ('config.json', 'checkpoint.pt', False)
+    >>> run.require()
+    Traceback (most recent call last):
+        ...
+    pyrovae.run.RunError: ... is not a pyrovae run folder (no config.json)
+    >>> run.write_status("complete", epoch=3)
+    >>> run.read_status()
+    {'epoch': 3, 'state': 'complete'}
+    >>> folder.cleanup()
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

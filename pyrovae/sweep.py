@@ -4,7 +4,8 @@
 and β of the objective ``D + βR`` (:mod:`pyrovae.infer.beta`) under ``out``::
 
     OUT/<prior>/beta-<β>/      an ordinary run folder (config, checkpoint, summary, ...)
-    OUT/summary/table.json     one row per run: prior, β, R, D, ELBO, IW log-likelihood
+    OUT/summary/table.json     one row per run: prior, β, R, D, ELBO, IW log-likelihood,
+                               and the command, commit and machine that made it
     OUT/summary/table.md       the same as a Markdown table
     OUT/summary/rate_distortion.png        D against R, one series per marginal
     OUT/summary/reconstructions-<prior>.png   test data, then one row per β
@@ -38,11 +39,12 @@ from typing import Any
 import torch
 
 from pyrovae.config import ConfigError, RunConfig
+from pyrovae.progress import Reporter
 
 TABLE_COLUMNS = ("prior", "beta", "rate", "distortion", "elbo", "iw_log_likelihood")
 NUM_IMAGES = 10
 # config keys that may differ between a finished run and the request without retraining
-_IGNORED_KEYS = ("device", "data_dir", "threads")
+_IGNORED_KEYS = ("device", "data_dir", "threads", "tensorboard")
 
 
 def parse_betas(text: str) -> list[float]:
@@ -90,7 +92,7 @@ def run_folder(out: str | Path, prior: str, beta: float) -> Path:
 
 @dataclass
 class SweepResult:
-    """What :func:`sweep` did and found.
+    """What :func:`sweep` did and found (its example shows one).
 
     :ivar rows: one table row per run (see :data:`TABLE_COLUMNS`, plus ``run``).
     :ivar status: ``{run folder: "trained" | "resumed" | "finished"}`` for this call.
@@ -140,7 +142,7 @@ def sweep(
     out: str | Path = "runs/sweep",
     *,
     dataset=None,
-    progress: bool = False,
+    progress: bool | Reporter = False,
     figures: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> SweepResult:
@@ -151,10 +153,32 @@ def sweep(
     :param priors: marginal names (:data:`pyrovae.registry.PRIORS`), one series each.
     :param dataset: a loaded dataset, or an array, tensor or torch dataset (default: load
         ``config.dataset`` once).
+    :param progress: True, False or a :class:`~pyrovae.progress.Reporter`: how each
+        run's epochs report, their labels led by the run's place in the sweep.
     :param figures: write the PNGs (the table is always written).
     :param log: called with one line per run (e.g. ``click.echo``).
+
+    Example:
+
+    >>> import os
+    >>> import tempfile
+    >>> from pyrovae.sweep import sweep
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> config = {"dataset": "digits", "likelihood": "gaussian-fixed", "latent_dim": 2,
+    ...           "hidden": [16], "epochs": 1, "iw_samples": 10}
+    >>> result = sweep(config, betas=[0.5, 1.0], out=folder.name, figures=False)
+    >>> [(row["prior"], row["beta"]) for row in result.rows]
+    [('standard', 0.5), ('standard', 1.0)]
+    >>> sorted(result.status.values()), sorted(os.listdir(result.summary_dir))
+    (['trained', 'trained'], ['table.json', 'table.md'])
+    >>> again = sweep(config, betas=[0.5, 1.0], out=folder.name, figures=False)
+    >>> sorted(again.status.values())  # an interrupted or repeated sweep skips finished runs
+    ['finished', 'finished']
+    >>> folder.cleanup()
     """
     from pyrovae.train import load_data, train
+
+    reporter = progress if isinstance(progress, Reporter) else Reporter(progress)
 
     if not isinstance(config, RunConfig):
         config = RunConfig.from_dict(config, source="sweep")
@@ -173,7 +197,8 @@ def sweep(
         if state == "finished":
             status = "finished"
         else:
-            train(cfg, folder, resume=True, dataset=dataset, progress=progress)
+            shown = reporter.with_prefix(f"[{i}/{len(configs)}] {prior} β={beta:g}  ")
+            train(cfg, folder, resume=True, dataset=dataset, progress=shown)
             status = "resumed" if state == "partial" else "trained"
         result.status[str(folder)] = status
         if log is not None:
@@ -211,19 +236,33 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_table(rows: Sequence[dict[str, Any]], folder: Path) -> tuple[Path, Path]:
-    """Write ``table.json`` and ``table.md`` into ``folder``."""
+    """Write ``table.json`` and ``table.md`` into ``folder``.
+
+    Each row of ``table.json`` also records how it was made: the command line of this
+    process, the commit and the machine (:func:`pyrovae.provenance.provenance`).
+    """
+    from pyrovae.provenance import provenance
     from pyrovae.run import atomic_write, write_json
 
     folder = Path(folder)
-    json_path = write_json(folder / "table.json", list(rows))
+    record = provenance()
+    json_path = write_json(folder / "table.json", [{**r, **record} for r in rows])
     text = table_markdown(rows).encode()
     md_path = atomic_write(folder / "table.md", lambda f: f.write(text))
     return json_path, md_path
 
 
 @torch.no_grad()
-def write_figures(rows: Sequence[dict[str, Any]], folder: Path, dataset) -> list[Path]:
-    """The RD plane and, per marginal, reconstructions and prior samples by β (PNGs)."""
+def write_figures(
+    rows: Sequence[dict[str, Any]], folder: Path, dataset=None, prefix: str = ""
+) -> list[Path]:
+    """The RD plane and, per marginal, reconstructions and prior samples by β (PNGs).
+
+    Without a ``dataset`` only the RD plane is drawn (from the rows alone: it re-renders a
+    committed ``table.json``). ``prefix`` is put before each file name::
+
+        write_figures(json.loads(Path("table.json").read_text()), out, prefix="mnist_sweep_")
+    """
     from pyrovae import plots
 
     folder = Path(folder)
@@ -238,16 +277,22 @@ def write_figures(rows: Sequence[dict[str, Any]], folder: Path, dataset) -> list
     ]
     paths = [
         plots.plot_rate_distortion(
-            points, folder / "rate_distortion.png", title="rate–distortion plane (test, nats)"
+            points,
+            folder / f"{prefix}rate_distortion.png",
+            title="rate–distortion plane of the β sweep (test split)",
         )
     ]
+    if dataset is None:
+        return paths
     for prior in dict.fromkeys(r["prior"] for r in rows):
         series = [r for r in rows if r["prior"] == prior]
-        paths.extend(_image_rows(series, folder, dataset, prior))
+        paths.extend(_image_rows(series, folder, dataset, prior, prefix))
     return paths
 
 
-def _image_rows(rows, folder: Path, dataset, prior: str) -> list[Path]:
+def _image_rows(rows, folder: Path, dataset, prior: str, prefix: str = "") -> list[Path]:
+    """Per marginal: test images and their reconstructions by β, and prior samples by β
+    (the same noise for every β), one labelled row each."""
     import pyro
 
     from pyrovae import plots
@@ -264,25 +309,25 @@ def _image_rows(rows, folder: Path, dataset, prior: str) -> list[Path]:
         recons.append(model.decode(guide.posterior(x).mean).clamp(vmin, vmax))
         pyro.set_rng_seed(0)  # the same noise for every β
         samples.append(model.sample(NUM_IMAGES).clamp(vmin, vmax))
-    betas = ", ".join(f"{r['beta']:g}" for r in rows)
+    betas = [f"β = {r['beta']:g}" for r in rows]
     return [
         plots.plot_image_grid(
             torch.cat(recons),
             shape,
-            folder / f"reconstructions-{prior}.png",
-            nrow=len(recons),
-            title=f"{prior}: test data, then reconstructions at β = {betas}",
+            folder / f"{prefix}reconstructions-{prior}.png",
+            title=f"prior {prior}: test images, then their reconstructions by β",
             vmin=vmin,
             vmax=vmax,
+            row_labels=["test data", *betas],
         ),
         plots.plot_image_grid(
             torch.cat(samples),
             shape,
-            folder / f"samples-{prior}.png",
-            nrow=len(samples),
-            title=f"{prior}: samples of p(x|z), z ~ m(z), at β = {betas}",
+            folder / f"{prefix}samples-{prior}.png",
+            title=f"prior {prior}: samples of p(x|z), z ~ m(z), by β",
             vmin=vmin,
             vmax=vmax,
+            row_labels=betas,
         ),
     ]
 

@@ -50,6 +50,28 @@ __all__ = [
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns: the trained parts and what the run reported.
+
+    :ivar model: the trained model (with a moving average of the parameters, if the run kept
+        one, in place of the raw parameters).
+    :ivar guide: its trained guide.
+    :ivar config: the configuration the run trained under (``likelihood="auto"`` resolved).
+    :ivar metrics: one dict per epoch, the rows of ``metrics.jsonl``.
+    :ivar summary: the final evaluation on the test split, as in ``summary.json``.
+    :ivar run: the run folder, or None when :func:`train` was given no ``out``.
+
+    Example:
+
+    >>> from pyrovae.train import train
+    >>> config = {"dataset": "digits", "likelihood": "gaussian-fixed", "latent_dim": 2,
+    ...           "hidden": [16], "epochs": 2, "iw_samples": 10}
+    >>> result = train(config)  # no out folder: nothing is written
+    >>> [row["epoch"] for row in result.metrics], result.run is None
+    ([1, 2], True)
+    >>> result.summary["test_elbo"] <= result.summary["test_iw_log_likelihood"]
+    True
+    """
+
     model: nn.Module
     guide: nn.Module
     config: RunConfig
@@ -114,6 +136,24 @@ def train(
     :param dataset: a loaded :class:`pyrovae.data.Dataset`, or your data as a numpy array, a
         torch tensor or a ``torch.utils.data.Dataset`` (default: load ``config.dataset``).
     :param log: called with the loaded data's summary (:func:`pyrovae.data.describe`).
+
+    Example:
+
+    >>> import os
+    >>> import tempfile
+    >>> from pyrovae.run import load_run
+    >>> from pyrovae.train import train
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> out = os.path.join(folder.name, "run")
+    >>> config = {"dataset": "digits", "likelihood": "gaussian-fixed", "latent_dim": 2,
+    ...           "hidden": [16], "epochs": 1, "iw_samples": 10}
+    >>> result = train(config, out, plots=False)
+    >>> sorted(os.listdir(out))
+    ['checkpoint.pt', 'config.json', 'metrics.jsonl', 'status.json', 'summary.json']
+    >>> config, model, guide, info = load_run(out)  # what every later command starts from
+    >>> type(model).__name__, type(guide).__name__, info["epoch"]
+    ('VAE', 'DiagonalGaussian', 1)
+    >>> folder.cleanup()
     """
     if not isinstance(config, RunConfig):
         config = RunConfig.from_dict(config)
@@ -148,7 +188,7 @@ def train(
         model,
         guide,
         run=run,
-        progress=progress and context.is_main,
+        progress=progress if context.is_main else False,  # True, False or a Reporter
         context=context,
     )
     if run is not None and not context.is_main:  # other processes train; rank 0 writes

@@ -21,6 +21,14 @@ objective itself, bit for bit. Each metrics row carries the epoch's last
 Reproducibility: the data order of epoch ``e`` comes from a generator seeded
 by ``(seed, e)``, and the global torch RNG state (used by ``pyro.sample``) is
 saved in every checkpoint, so a resumed run repeats the uninterrupted one.
+
+Faults: no step waits for the host. A step with a non-finite loss or gradient
+is skipped on the device, and so is every step after it, until the fault flag
+is read every ``nan_check_every`` steps and at each epoch's end, before the
+epoch is evaluated or checkpointed (:class:`pyrovae.faults.StepGuard`); then
+``nan_policy`` stops with the faulty step and its source named, or rolls back.
+Where the run leaves the thread count to pyrovae (the command line without
+``--threads``), it is chosen from the work of a step (:mod:`pyrovae.resources`).
 """
 
 from __future__ import annotations
@@ -29,7 +37,6 @@ import contextlib
 import copy
 import inspect
 import math
-import sys
 import time
 from typing import Any
 
@@ -37,14 +44,15 @@ import torch
 from torch import nn
 
 import pyrovae
-from pyrovae import distributed, faults, summary
+from pyrovae import distributed, faults, resources, summary, tensorboard_log
 from pyrovae.averaging import WeightAverage
 from pyrovae.build import build_beta_schedule
 from pyrovae.config import RunConfig
 from pyrovae.device import resolve_device
 from pyrovae.infer.beta import BetaScaled
 from pyrovae.infer.objectives import make_objective
-from pyrovae.options import Option
+from pyrovae.options import ConfigError, Option
+from pyrovae.progress import Reporter, Task, epoch_label, epoch_summary, epoch_text
 from pyrovae.run import CHECKPOINT_FORMAT
 
 
@@ -92,8 +100,9 @@ RUN_OPTIONS = (
     Option(
         "threads",
         None,
-        "torch CPU threads (none: torch's default); 1 is often fastest for small networks "
-        "on a busy machine.",
+        "torch CPU threads. Default on the command line (no OMP_NUM_THREADS): one per "
+        "2e8 FLOPs of a training step, at most the cores not already busy (1 for small "
+        "networks), recorded in config.json; in Python: torch's setting.",
         type=int,
         low=1,
         nullable=True,
@@ -107,6 +116,16 @@ RUN_OPTIONS = (
         choices=("stop", "rollback"),
     ),
     Option("max_rollbacks", 3, "Most rollbacks before stopping.", low=0),
+    Option(
+        "nan_check_every",
+        0,
+        "Look for non-finite steps every N steps (0: at each epoch's end). In between, a "
+        "faulty step and those after it are skipped on the device, so no step waits for "
+        "the host; a smaller N stops a faulty run sooner, 1 checks every step.",
+        low=0,
+        resumable=True,
+    ),
+    tensorboard_log.TENSORBOARD,
 )
 
 
@@ -157,12 +176,10 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _progress(length: int, label: str, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    import click
-
-    return click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True)
+def _reporter(progress: bool | str | Reporter) -> Reporter:
+    """A :class:`~pyrovae.progress.Reporter`: True is a bar on a terminal and a line per
+    epoch off it, False nothing."""
+    return progress if isinstance(progress, Reporter) else Reporter(progress)
 
 
 class Trainer:
@@ -174,6 +191,26 @@ class Trainer:
     :param guide: the guide, taking the same ``(x, num_data)`` arguments.
     :param run: a :class:`~pyrovae.run.RunFolder` to checkpoint into, or None to keep
         everything in memory.
+    :param progress: how epochs report (:class:`~pyrovae.progress.Reporter`): True is a
+        bar on a terminal and one line per epoch off it, False nothing.
+
+    Example:
+
+    >>> import pyro
+    >>> from pyrovae.build import build_model
+    >>> from pyrovae.config import RunConfig
+    >>> from pyrovae.data import load_dataset
+    >>> from pyrovae.trainer import Trainer
+    >>> data = load_dataset("digits")
+    >>> config = RunConfig(likelihood="gaussian-fixed", latent_dim=2, hidden=[16], epochs=2)
+    >>> pyro.set_rng_seed(config.seed)
+    >>> model, guide = build_model(config, data.shape)
+    >>> trainer = Trainer(config, data, model, guide)  # no run folder: all in memory
+    >>> metrics = trainer.fit()  # one row per epoch
+    >>> [row["epoch"] for row in metrics], trainer.step  # 13 batches of 100 an epoch
+    ([1, 2], 26)
+    >>> metrics[-1]["test_elbo"] > metrics[0]["test_elbo"]
+    True
     """
 
     def __init__(
@@ -183,7 +220,7 @@ class Trainer:
         model,
         guide,
         run=None,
-        progress: bool = False,
+        progress: bool | Reporter = False,
         context: distributed.Context | None = None,
     ):
         self.config = config
@@ -191,6 +228,12 @@ class Trainer:
         # data parallel under torchrun: rank 0 alone evaluates and writes (pyrovae.distributed)
         self.dist = context or distributed.Context()
         self.device = distributed.local_device(resolve_device(config.device), self.dist)
+        if config.threads is None and self.device.type == "cpu" and resources.automatic_threads():
+            # the command line, given no --threads: threads by the work of a step and the
+            # idle cores (pyrovae.resources), recorded in the config so that a resume keeps them
+            work = resources.step_flops(config, dataset.shape)
+            threads = resources.apply_automatic_threads(work)
+            self.config = config = config.replace(threads=threads)
         distributed.check_batches(dataset.train.shape[0], config.batch_size, self.dist)
         self.model = model.to(self.device)
         self.guide = guide.to(self.device)
@@ -208,6 +251,10 @@ class Trainer:
             lr=config.lr,
             weight_decay=config.weight_decay,
         )
+        # a faulty step is skipped on the device; the flag is read every nan_check_every
+        # steps and at the epoch's end (pyrovae.faults), so no step waits for the host
+        self.guard = faults.StepGuard(self.optimizer, self._parameters)
+        self._window = (0, 0)  # (position, step) of the first step since the last check
         # Polyak averaging: evaluation sees the average, the optimiser steps the parameters
         self.average = (
             WeightAverage({"model": self.model, "guide": self.guide}, config.ema_decay)
@@ -215,7 +262,10 @@ class Trainer:
             else None
         )
         self.run = run
-        self.progress = progress
+        self.reporter = _reporter(progress)
+        self._task: Task | None = None  # the epoch's progress, while fit() runs one
+        # TensorBoard: rank 0 writes into the run folder (pyrovae.tensorboard_log)
+        self.tensorboard = self._tensorboard_log() if config.tensorboard else None
         self.epoch = 0
         self.step = 0
         self.metrics: list[dict] = []
@@ -287,23 +337,27 @@ class Trainer:
         if self.dist.enabled:  # each shard draws its own noise, reproducibly
             torch.manual_seed((self.config.seed * 1_000_003 + self.epoch) * 4099 + self.dist.rank)
         start = time.perf_counter()
-        label = f"epoch {self.epoch + 1}/{self.config.epochs}"
-        with _progress(num_batches, label, self.progress) as bar:
-            self._epoch_betas = []
-            for i, x in enumerate(self._batches(self.epoch)):
-                self.beta_objective.beta = self.beta_schedule(self.epoch + i / num_batches)
-                self._epoch_betas.append(self.beta_objective.beta)
-                if i < self.position:  # done before an interruption: same batches, same RNG
-                    continue
-                self._step(x, n)
-                self.position = i + 1
-                if bar is not None:
-                    bar.update(1)
-                if self.dist.any(self.stop_requested, self.device):
-                    self._gather_partial()
-                    raise TrainingInterrupted(
-                        f"interrupted at epoch {self.epoch + 1}, step {self.step}"
-                    )
+        show = self._running_loss(n, num_batches)
+        self._epoch_betas = []
+        self._window = (self.position, self.step)
+        for i, x in enumerate(self._batches(self.epoch)):
+            self.beta_objective.beta = self.beta_schedule(self.epoch + i / num_batches)
+            self._epoch_betas.append(self.beta_objective.beta)
+            if i < self.position:  # done before an interruption: same batches, same RNG
+                continue
+            self._step(x, n)
+            self.position = i + 1
+            if 0 < self.config.nan_check_every <= self.step - self._window[1]:
+                self._check_faults(n)
+            if self._task is not None:
+                self._task.advance(1, show)
+            if self.dist.any(self.stop_requested, self.device):
+                self._check_faults(n)  # before the checkpoint of the steps so far
+                self._gather_partial()
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {self.epoch + 1}, step {self.step}"
+                )
+        self._check_faults(n)  # before the epoch is evaluated and checkpointed
         seconds = time.perf_counter() - start
         self._gather_partial()
         self.epoch += 1
@@ -339,32 +393,58 @@ class Trainer:
         return self._parallel_loss(shard, num_data=n) * weight
 
     def _step(self, x: torch.Tensor, n: int) -> None:
-        """One optimiser step; a non-finite loss or gradient never reaches the parameters."""
+        """One optimiser step, with no host sync; a non-finite loss or gradient never
+        reaches the parameters: the step, and every one after it until the next check,
+        is skipped on the device (:class:`pyrovae.faults.StepGuard`)."""
         try:
             loss = self._loss(x, n)
         except ValueError as e:  # a distribution refused a non-finite or invalid parameter
+            self._check_faults(n, together=False)  # an earlier, skipped step's came first
             self._numerical_fault(faults.first_line(e))
         self.optimizer.zero_grad(set_to_none=True)
-        # a non-finite loss makes non-finite gradients, caught below before the update (and
-        # under DDP every process takes part in the all-reduce, so all of them stop)
+        # a non-finite loss makes non-finite gradients (and under DDP every process takes
+        # part in the all-reduce, so all of them skip the step and stop at the check)
         loss.backward()
-        if not faults.step_is_finite(loss, self._parameters):
-            self._numerical_fault(faults.describe_fault(self.model, self.guide, x, n, loss))
-        self.optimizer.step()
+        self.guard.record(loss)
+        self.guard.step()
         if self.average is not None:
-            self.average.update()
+            self.average.update(skipped=self.guard.flag)
         self.partial += loss.detach() * (x.shape[0] / n / self.dist.world_size)
         self.step += 1
 
-    def _numerical_fault(self, what: str, updated: bool = False) -> None:
+    def _check_faults(self, n: int, together: bool = True) -> None:
+        """Read the fault flag of the steps since the last check (one host sync); on a
+        fault, name it and apply ``nan_policy`` (the parameters are still those the
+        faulty step started from).
+
+        :param together: all processes check at this step (under torchrun the flag is
+            then summed over them, so that all stop); False where one process alone does.
+        """
+        first = self.guard.check(self.dist.sum if self.dist.enabled and together else None)
+        position, step = self._window
+        self._window = (self.position, self.step)
+        if first is None:
+            return
+        position, step = position + first, step + first
+        x = next(b for i, b in enumerate(self._batches(self.epoch)) if i == position)
+        beta = self.beta_objective.beta
+        self.beta_objective.beta = self._epoch_betas[position]
+        try:
+            what = faults.diagnose_step(self.loss_fn, self.model, self.guide, x, n)
+        finally:
+            self.beta_objective.beta = beta
+        self._numerical_fault(what, step=step)
+
+    def _numerical_fault(self, what: str, updated: bool = False, step: int | None = None) -> None:
         """Stop with a message naming the faulty site, or roll back (``nan_policy``).
 
         :param updated: the fault appeared after the epoch's last step (in evaluation).
+        :param step: the steps taken before the faulty one (default: all so far).
         """
         where = (
             f"the end of epoch {self.epoch}"
             if updated
-            else f"epoch {self.epoch + 1}, step {self.step + 1}"
+            else f"epoch {self.epoch + 1}, step {(self.step if step is None else step) + 1}"
         )
         self.optimizer.zero_grad(set_to_none=True)
         policy = self.config.nan_policy
@@ -388,17 +468,69 @@ class Trainer:
 
     def train_epoch(self) -> dict[str, float]:
         """One pass over the training set, then the test evaluation: the epoch's metrics row."""
-        train_elbo, seconds = self.train_pass()
-        row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo, "seconds": seconds}
-        self._log_beta(row)
-        if not self.dist.is_main:
-            return row
-        try:
-            with self.evaluation_weights():
-                row.update(self.evaluate_test())
-        except ValueError as e:  # the step just taken produced invalid parameters
-            self._numerical_fault(f"evaluation failed ({faults.first_line(e)})", updated=True)
+        with self._epoch_task() as self._task:
+            train_elbo, seconds = self.train_pass()
+            row = {"epoch": self.epoch, "step": self.step, "train_elbo": train_elbo}
+            row["seconds"] = seconds
+            self._log_beta(row)
+            if not self.dist.is_main:
+                return row
+            self._task.note(f"loss {-train_elbo:.2f} | evaluating the test split")
+            try:
+                with self.evaluation_weights():
+                    row.update(self.evaluate_test())
+            except ValueError as e:  # the step just taken produced invalid parameters
+                self._numerical_fault(f"evaluation failed ({faults.first_line(e)})", updated=True)
+            self._task.done(epoch_summary(row))
         return row
+
+    # -- reporting ----------------------------------------------------------
+    def _epoch_task(self) -> Task:
+        """The progress of the coming epoch: a bar over its batches, then its line."""
+        batches = math.ceil(self.dataset.train.shape[0] / self.config.batch_size)
+        label = epoch_label(self.epoch + 1, max(self.config.epochs, self.epoch + 1))
+        return self.reporter.task(label, total=batches - self.position)
+
+    def _running_loss(self, n: int, num_batches: int):
+        """The bar's text during a pass: the loss per point so far (read from the device
+        only when the bar is drawn), then the last epoch's test numbers."""
+        last = epoch_text(self.metrics[-1], compact=True) if self.metrics else ""
+        last = f" | {last}" if last else ""
+        start, start_position = self.partial.clone(), self.position
+        batch = self.config.batch_size
+
+        def text() -> str:
+            points = min(self.position * batch, n) - min(start_position * batch, n)
+            if points <= 0:
+                return last.removeprefix(" | ")
+            loss = (self.partial - start).item() * self.dist.world_size / points
+            return f"loss {loss:.2f}{last}"
+
+        return text
+
+    def _tensorboard_log(self) -> tensorboard_log.TensorBoardLog | None:
+        """The run's TensorBoard log (rank 0; in the run folder's ``tensorboard/``)."""
+        if not self.dist.is_main:
+            return None
+        if self.run is None:
+            raise ConfigError(
+                "tensorboard logs are written into the run folder: pass out= (or --out)"
+            )
+        from pyrovae.report import display_range
+
+        folder = self.run.path / tensorboard_log.FOLDER
+        return tensorboard_log.TensorBoardLog(
+            folder, self.dataset.shape, display_range(self.dataset)
+        )
+
+    def _log_epoch(self, row: dict) -> None:
+        """The finished epoch's row and image grids to TensorBoard (if asked for)."""
+        if self.tensorboard is None:
+            return
+        with torch.no_grad(), self.evaluation_weights():
+            self.prepare_evaluation()
+            images = self.tensorboard.images(self.model, self.guide, self.test)
+        self.tensorboard.epoch(row, images)
 
     def _log_beta(self, row: dict) -> None:
         """Add the epoch's last β; with β ≠ 1 the training number is −(D + βR), not the ELBO."""
@@ -441,10 +573,13 @@ class Trainer:
     def summarize(self) -> dict[str, Any]:
         """Final test numbers: ELBO, rate, distortion, IW log-likelihood, MSE
         (:func:`pyrovae.summary.summarize`)."""
-        self.prepare_evaluation()
-        return summary.summarize(
-            self.model, self.guide, self.config, self.dataset.train, self.test, self.metrics
-        )
+        k = self.config.iw_samples
+        what = f" (IW log-likelihood, K = {k})" if k > 0 else ""
+        with self.reporter.task(f"evaluating the test split{what}", transient=True):
+            self.prepare_evaluation()
+            return summary.summarize(
+                self.model, self.guide, self.config, self.dataset.train, self.test, self.metrics
+            )
 
     def fit(self) -> list[dict]:
         """Train until ``config.epochs``, checkpointing and logging after every epoch.
@@ -460,11 +595,16 @@ class Trainer:
                 row = self.train_epoch()
             except _RolledBack as e:
                 self.rolled_back.append(str(e))
+                label = epoch_label(self.epoch + 1, self.config.epochs)
+                self.reporter.echo(f"{label}  rolled back ({e}); learning rate halved")
                 continue
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             self.metrics.append(row)
             self.save()
             self._good_state = copy.deepcopy(self.state_dict())
+            self._log_epoch(row)
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         return self.metrics
 
     def save(self) -> None:

@@ -30,7 +30,17 @@ from pyrovae.options import ConfigError, Needs, Option
 
 
 class PointWeights:
-    """Point estimates of the decoder's weights: ordinary (maximum-ELBO) training."""
+    """Point estimates of the decoder's weights: ordinary (maximum-ELBO) training.
+
+    Example:
+
+    >>> from pyrovae.build import build_model
+    >>> from pyrovae.config import RunConfig
+    >>> config = RunConfig(weights="point", likelihood="bernoulli", latent_dim=2, hidden=[8])
+    >>> model, guide = build_model(config, 16)
+    >>> type(model.decoder).__name__, type(guide).__name__
+    ('Sequential', 'DiagonalGaussian')
+    """
 
     options: tuple[Option, ...] = ()
 
@@ -73,6 +83,17 @@ class BayesianWeights:
         vectorised pass (:class:`~pyrovae.models.bayesian.BayesianLinear` broadcasts
         over their draws); with L > 1 the numbers differ from pyrovae 0.1.0, which
         drew them one at a time.
+
+    Example:
+
+    >>> from pyrovae.build import build_model
+    >>> from pyrovae.config import RunConfig
+    >>> config = RunConfig(weights="bayesian", likelihood="bernoulli", latent_dim=2, hidden=[8])
+    >>> model, guide = build_model(config, 16)
+    >>> type(model.decoder).__name__, type(guide).__name__
+    ('BayesianMLP', 'FullVBGuide')
+    >>> guide.weights.site_names
+    ['decoder.0.weight', 'decoder.0.bias', 'decoder.2.weight', 'decoder.2.bias']
     """
 
     options = (WEIGHT_INIT_SCALE, WEIGHT_SAMPLES, INIT_FROM)

@@ -128,9 +128,10 @@ def test_site_outside_the_data_plate_is_refused():
 
 
 def test_default_passes_are_bounded_and_equal_the_explicit_ones():
-    """Without chunk or batch arguments the IW passes stay within PASS_ROWS rows (the
-    fast path; all K × N in one pass was 1.3-1.5x slower and unbounded in memory)."""
-    from pyrovae.infer.evaluation import PASS_ROWS, chunked_log_mean_exp
+    """Without chunk or batch arguments each IW pass holds at most PASS_BYTES of data-sized
+    values (all K × N in one pass was 1.3-1.5x slower and unbounded in memory), in equal
+    chunks; the same as passing the sizes pass_sizes chose."""
+    from pyrovae.infer.evaluation import PASS_BYTES, chunked_log_mean_exp, pass_sizes
 
     calls = []
 
@@ -138,11 +139,12 @@ def test_default_passes_are_bounded_and_equal_the_explicit_ones():
         calls.append((k, xb.shape[0]))
         return torch.randn(k, xb.shape[0], generator=gen)
 
-    x = torch.zeros(120, 3)
+    x = torch.zeros(120, 784)
     gen = torch.Generator().manual_seed(0)
     default = chunked_log_mean_exp(log_weights, x, 1000)
-    assert calls and all(k * n <= PASS_ROWS for k, n in calls)
-    assert sum(k * n for k, n in calls) == 1000 * 120 and max(k for k, _ in calls) == 100
+    assert calls and all(k * n * 784 * 4 <= PASS_BYTES for k, n in calls)
+    assert sum(k * n for k, n in calls) == 1000 * 120 and len({k for k, _ in calls}) == 1
+    chunk, batch = pass_sizes(1000, num_points=120, point_bytes=784 * 4)
     gen = torch.Generator().manual_seed(0)
-    explicit = chunked_log_mean_exp(log_weights, x, 1000, chunk_size=100, batch_size=50)
+    explicit = chunked_log_mean_exp(log_weights, x, 1000, chunk_size=chunk, batch_size=batch)
     torch.testing.assert_close(default, explicit, rtol=0, atol=0)

@@ -94,11 +94,21 @@ def test_plot_reconstructions_writes_png_with_row_pairs(tmp_path, monkeypatch):
     img = _read_png(plots.plot_reconstructions(x, 1 - x, (8, 8), tmp_path / "rec.png"))
     assert img.shape[1] > img.shape[0]
     (tiled,) = seen
-    # 13 images, 10 per row -> two (original, reconstruction) pairs = 4 rows of 10 tiles
-    assert tiled.shape == (4 * 8 + 3, 10 * 8 + 9)
+    # 13 images (no divisor from 6 to 10), 10 per row -> two (input, reconstruction) pairs of
+    # rows of 10 tiles, 1 px between the rows of a pair and 3 px (a blank band) between pairs
+    assert tiled.shape == (2 * (8 + 1 + 8) + 3, 10 * 8 + 9)
     np.testing.assert_array_equal(tiled[9:17, 18:26], 1 - x[2].reshape(8, 8).double().numpy())
-    np.testing.assert_array_equal(tiled[18:26, 9:17], x[11].reshape(8, 8).double().numpy())
-    assert np.isnan(tiled[18:26, 27:35]).all()  # blank cell after the 13th original
+    assert np.isnan(tiled[17:20]).all()  # the band between the pairs
+    np.testing.assert_array_equal(tiled[20:28, 9:17], x[11].reshape(8, 8).double().numpy())
+    assert np.isnan(tiled[20:28, 27:35]).all()  # blank cell after the 13th original
+    # 16 images: full rows of 8, no blank cell
+    seen.clear()
+    y = torch.rand(16, 64)
+    _read_png(plots.plot_reconstructions(y, 1 - y, (8, 8), tmp_path / "r16.png"))
+    (tiled,) = seen
+    assert tiled.shape == (2 * (8 + 1 + 8) + 3, 8 * 8 + 7)
+    for top in (0, 9, 20, 29):  # every cell of every row holds an image
+        assert all(np.isfinite(tiled[top : top + 8, c * 9 : c * 9 + 8]).all() for c in range(8))
     with pytest.raises(ValueError):
         plots.plot_reconstructions(x, x[:3], (8, 8), tmp_path / "bad.png")
 

@@ -46,7 +46,6 @@ import argparse
 import dataclasses
 import json
 import math
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +55,8 @@ from typing import Any
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from pyrovae.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[2]
 #: where the JSON and PNGs go by default (``runs/`` is git-ignored)
@@ -101,13 +102,15 @@ def parse_args(
     argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     args.name = name
-    args.command = shlex.join(["python", f"examples/studies/{name}.py", *argv])
     args.out = Path(args.out) if args.out else RESULTS_DIR / f"{name}.json"
     args.figures = Path(args.figures) if args.figures else args.out.parent
     args.runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS_DIR
     args.figures.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
+    # command (machine paths made portable), commit, machine: for the JSON's header
+    args.provenance = provenance(argv, script=Path(__file__).parent / f"{name}.py")
+    args.command = args.provenance["command"]
     args.start = time.perf_counter()
     return args
 
@@ -225,8 +228,9 @@ def train_run(config: dict, args: argparse.Namespace, label: str, dataset, plots
     ``record`` has the label, the config, the wall time and ``curve``: one row per epoch with
     ``epoch``, ``step``, ``samples_seen`` (= epoch × training-set size: every point is visited
     once per epoch; equal to step × M when M divides the set), ``train_elbo`` (the mean of the
-    epoch's minibatch estimates, taken while training), ``test_elbo`` and ``seconds`` (the
-    epoch's training pass).
+    epoch's minibatch estimates, taken while training), ``test_elbo`` with its ``test_rate``
+    and ``test_distortion`` (None where the trainer does not report them) and ``seconds``
+    (the epoch's training pass).
     """
     from pyrovae.train import train
 
@@ -243,6 +247,9 @@ def train_run(config: dict, args: argparse.Namespace, label: str, dataset, plots
             "samples_seen": r["epoch"] * n,
             "train_elbo": r.get("train_elbo"),
             "test_elbo": r["test_elbo"],
+            # the ELBO's two terms (Alemi et al.): a rate near 0 is posterior collapse
+            "test_rate": r.get("test_rate"),
+            "test_distortion": r.get("test_distortion"),
             "seconds": r["seconds"],
         }
         for r in result.metrics
@@ -307,7 +314,7 @@ def data_budget(dataset, epochs: int, **extra: Any) -> dict[str, Any]:
 
 
 def header(args: argparse.Namespace, replicates: str, budget: dict) -> dict[str, Any]:
-    """The fields every study JSON starts with."""
+    """The fields every study JSON starts with (with its command, commit and machine)."""
     import pyro
 
     import pyrovae
@@ -316,6 +323,9 @@ def header(args: argparse.Namespace, replicates: str, budget: dict) -> dict[str,
         "study": args.name,
         "replicates": replicates,
         "command": args.command,
+        "commit": args.provenance["commit"],
+        "dirty": args.provenance["dirty"],
+        "machine": args.provenance["machine"],
         "quick": bool(args.quick),
         "seed": args.seed,
         "threads": args.threads,

@@ -31,6 +31,7 @@ budget; this one fits ≈ 7.5–8 minutes on one thread of a busy 2-core machine
 measured: 6 runs of ≈ 45–85 s plus ≈ 90 s of gradient draws), so the bounds are
 early-training values, not converged ones.
 ``--quick``: 500 training images, hidden 50, N_z ∈ {3, 10}, 1 epoch, 20 draws (≈ 10 s).
+``--replot``: redraw ``estimators.png`` from the JSON at ``--out`` (:func:`plot_from_json`).
 
     python examples/studies/estimators.py [--quick] [--threads 1] [--data-dir DIR]
 
@@ -44,8 +45,11 @@ The JSON goes to ``runs/studies/estimators.json``, the PNGs beside it and the ru
 
 from __future__ import annotations
 
+import json
+import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pyro
@@ -62,6 +66,7 @@ from _common import (
     study_config,
     train_run,
 )
+from matplotlib.lines import Line2D
 
 from pyrovae.infer import elbo_terms, make_objective
 from pyrovae.run import load_run
@@ -81,6 +86,11 @@ FULL = dict(
 def _options(p) -> None:
     override_options(p)
     p.add_argument("--draws", type=int, default=None, help="R, gradient draws per estimator")
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help=f"only redraw {NAME}.png (in --figures) from the JSON at --out; train nothing",
+    )
 
 
 def _flat_grads(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
@@ -217,24 +227,61 @@ def measure_variance(args, s: dict, data, states) -> list[dict]:
     return rows
 
 
-def plot_curves(rows: list[dict], path, title: str) -> None:
-    fig = new_figure((7.5, 4.8))
-    ax = fig.subplots()
+#: line and marker of each estimator in the curves figure: they must differ at a glance
+STYLES = {
+    "meanfield": {"ls": "-", "marker": "o", "ms": 4, "lw": 1.6},
+    "trace": {"ls": "--", "marker": "s", "ms": 8, "lw": 1.4, "mfc": "none", "zorder": 3},
+}
+
+
+def curves_figure(rows: list[dict], title: str):
+    """Test ELBO against training samples seen, per N_z (colour) and estimator (line and
+    marker: L^B solid with filled circles, L^A dashed with open squares), and beside it
+    their difference L^B − L^A per N_z, which the first panel's scale cannot show."""
+    fig = new_figure((11, 4.6))
+    ax, diff = fig.subplots(1, 2)
     latents = sorted({r["latent_dim"] for r in rows})
     colours = {z: f"C{i}" for i, z in enumerate(latents)}
+    by = {(r["latent_dim"], r["objective"]): r for r in rows}
     for r in rows:
         xs = [c["samples_seen"] for c in r["curve"]]
-        ls = "-" if r["objective"] == "meanfield" else "--"
-        label = f"N_z={r['latent_dim']}, {r['estimator']}"
         ys = [c["test_elbo"] for c in r["curve"]]
-        ax.plot(xs, ys, ls, color=colours[r["latent_dim"]], marker="o", ms=3, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("training samples seen")
-    ax.set_ylabel("test ELBO per image (nats, analytic KL; higher is better)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    ax.set_title(textwrap.fill(title, 110), fontsize=7)
-    save_figure(fig, path)
+        ax.plot(xs, ys, color=colours[r["latent_dim"]], **STYLES[r["objective"]])
+    for z in latents:
+        if (z, "meanfield") not in by or (z, "trace") not in by:
+            continue
+        b = {c["samples_seen"]: c["test_elbo"] for c in by[z, "meanfield"]["curve"]}
+        a = {c["samples_seen"]: c["test_elbo"] for c in by[z, "trace"]["curve"]}
+        xs = sorted(set(a) & set(b))
+        diff.plot(xs, [b[x] - a[x] for x in xs], color=colours[z], marker="o", ms=4)
+    diff.axhline(0.0, color="0.3", lw=0.8)
+    for a in (ax, diff):
+        a.set_xscale("log")
+        a.set_xlabel("training samples seen")
+        a.grid(alpha=0.3, which="both")
+    ax.set_ylabel("test ELBO per image (nats, analytic KL)")
+    ax.set_title("(a) test ELBO (higher is better)", fontsize=9)
+    diff.set_ylabel("L^B − L^A, test ELBO (nats)")
+    diff.set_title("(b) L^B minus L^A at the same N_z (above 0: L^B better)", fontsize=9)
+    handles = [Line2D([], [], color=colours[z], lw=2) for z in latents]
+    labels = [f"N_z = {z}" for z in latents]
+    for objective in ("meanfield", "trace"):
+        handles.append(Line2D([], [], color="0.3", **STYLES[objective]))
+        labels.append(OBJECTIVES[objective])
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
+    fig.suptitle(textwrap.fill(title, 130), fontsize=8)
+    return fig
+
+
+def plot_curves(rows: list[dict], path, title: str) -> Path:
+    """:func:`curves_figure`, saved as a PNG at ``path``."""
+    return save_figure(curves_figure(rows, title), path)
+
+
+def plot_from_json(path, out) -> Path:
+    """Redraw the curves figure (``estimators.png``) from a report this study wrote."""
+    report = json.loads(Path(path).read_text())
+    return plot_curves(report["runs"], out, report["setting"])
 
 
 def plot_variance(rows: list[dict], path, title: str) -> None:
@@ -269,6 +316,11 @@ def plot_variance(rows: list[dict], path, title: str) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(NAME, __doc__.split("\n\n")[0], argv, _options)
+    if args.replot:
+        if not args.out.is_file():
+            sys.exit(f"{args.out} not found: give --out the JSON of a finished run of the study")
+        plot_from_json(args.out, args.figures / f"{NAME}.png")
+        return json.loads(args.out.read_text())
     s = settings(args, QUICK, FULL, ("latents", "epochs", "draws"))
     data = load_spread("mnist-binarized", args, s["train"], s["test"])
     rows, states = train_runs(args, s, data)

@@ -100,26 +100,41 @@ def load_dataset(
 ) -> Dataset:
     """Load a built-in dataset by name, or your own data.
 
-    Args:
-        source: one of :data:`DATASET_NAMES`; or the path of a ``.npy``, ``.npz``, ``.pt`` or
-            ``.csv`` file or of a folder of images (a string that is not a dataset name is a
-            path); or a numpy array, a torch tensor or a map-style ``torch.utils.data.Dataset``
-            (items a tensor or a ``(tensor, label)`` pair).
-        data_dir: the folder of the built-in datasets' files; defaults to ``$PYROVAE_DATA``,
-            then the per-user cache folder (see :func:`resolve_data_dir`). Ignored by the
-            embedded ``"digits"`` and by your own data.
-        download: fetch missing files of a built-in dataset from their canonical URLs (or
-            ``$PYROVAE_MIRROR``); when ``False`` a missing file is a :class:`DataError` naming
-            what to put where.
-        **options: for your own data, the options of :data:`pyrovae.data.files.OPTIONS`
-            (``scaling="unit"``, ``binarize="none"``, ``data_seed=0``,
-            ``valid_fraction=0.1``, ``test_fraction=0.1``, ``data_shape=()``,
-            ``channels_last=False``, ``resize=()``, ``on_disk="auto"``). A built-in dataset
-            has its own fixed scaling and split and takes none of them.
+    :param source: one of :data:`DATASET_NAMES`; or the path of a ``.npy``, ``.npz``, ``.pt``
+        or ``.csv`` file or of a folder of images (a string that is not a dataset name is a
+        path); or a numpy array, a torch tensor or a map-style ``torch.utils.data.Dataset``
+        (items a tensor or a ``(tensor, label)`` pair).
+    :param data_dir: the folder of the built-in datasets' files; defaults to ``$PYROVAE_DATA``,
+        then the per-user cache folder (see :func:`resolve_data_dir`). Ignored by the
+        embedded ``"digits"`` and by your own data.
+    :param download: fetch missing files of a built-in dataset from their canonical URLs (or
+        ``$PYROVAE_MIRROR``); when ``False`` a missing file is a :class:`DataError` naming
+        what to put where.
+    :param options: for your own data, the options of :data:`pyrovae.data.files.OPTIONS`
+        (``scaling="unit"``, ``binarize="none"``, ``data_seed=0``,
+        ``valid_fraction=0.1``, ``test_fraction=0.1``, ``data_shape=()``,
+        ``channels_last=False``, ``resize=()``, ``on_disk="auto"``). A built-in dataset
+        has its own fixed scaling and split and takes none of them.
+    :returns: the :class:`Dataset`, its three splits as flat ``float32`` rows.
+    :raises DataError: unknown name and no such file, an unreadable or invalid file (the
+        message names it and the fix), a failed download, or an option a built-in dataset
+        refuses.
 
-    Raises:
-        DataError: unknown name and no such file, an unreadable or invalid file (the message
-            names it and the fix), a failed download, or an option a built-in dataset refuses.
+    Example:
+
+    >>> import numpy as np
+    >>> from pyrovae.data import load_dataset
+    >>> digits = load_dataset("digits")  # embedded in the package: no files, no network
+    >>> digits.train.shape, digits.shape
+    (torch.Size([1297, 64]), (1, 8, 8))
+    >>> faces = np.random.default_rng(0).integers(0, 256, size=(100, 6, 5), dtype=np.uint8)
+    >>> mine = load_dataset(faces, binarize="static")  # pixels / 255, binarised; 80/10/10 split
+    >>> [len(mine.split(s)) for s in ("train", "valid", "test")], mine.binary
+    ([80, 10, 10], True)
+    >>> load_dataset("digits", binarize="static")
+    Traceback (most recent call last):
+        ...
+    pyrovae.data.dataset.DataError: --binarize applies to your own data; the built-in 'digits' ...
     """
     parsed = DataOptions.parse(**options)
     if isinstance(source, str) and source in registry.DATASETS:

@@ -45,6 +45,27 @@ class RowReader(Protocol):
     a ``float32`` tensor of those rows, as ``tensor[idx]`` would; ``reader.chunks(rows)`` yields
     the split in order, ``rows`` rows at a time. Anything else a tensor offers (``.max()``,
     ``.to()``, arithmetic) is deliberately missing: reading a whole split must be explicit.
+
+    Example:
+
+    A training split kept on disk (``on_disk="always"``) is a reader:
+
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import torch
+    >>> from pyrovae.data import RowReader, load_dataset
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "faces.npy")
+    >>> np.save(path, np.random.default_rng(0).integers(0, 256, size=(100, 6, 5), dtype=np.uint8))
+    >>> data = load_dataset(path, on_disk="always")
+    >>> isinstance(data.train, RowReader), isinstance(data.train, torch.Tensor), data.on_disk
+    (True, False, True)
+    >>> data.train[torch.tensor([3, 0, 7])].shape  # reads three rows from the file
+    torch.Size([3, 30])
+    >>> [len(chunk) for chunk in data.train.chunks(32)]
+    [32, 32, 16]
+    >>> folder.cleanup()
     """
 
     shape: torch.Size
@@ -72,12 +93,17 @@ def iter_chunks(x: torch.Tensor | RowReader, rows: int) -> Iterator[torch.Tensor
 class SplitStats:
     """One split's size and values, as :func:`pyrovae.data.inspect.split_stats` measures them.
 
-    Attributes:
-        rows: the number of data points.
-        low, high: the smallest and largest value (NaN for an empty split, or when some value
-            is not finite).
-        binary: every value is 0 or 1 (True for an empty split).
-        finite: no value is NaN or infinite.
+    :ivar rows: the number of data points.
+    :ivar low: the smallest value (NaN for an empty split, or when some value is not finite).
+    :ivar high: the largest value (NaN for an empty split, or when some value is not finite).
+    :ivar binary: every value is 0 or 1 (True for an empty split).
+    :ivar finite: no value is NaN or infinite.
+
+    Example:
+
+    >>> from pyrovae.data import load_dataset, statistics
+    >>> statistics(load_dataset("digits"))["test"]
+    SplitStats(rows=250, low=0.0, high=1.0, binary=False, finite=True)
     """
 
     rows: int
@@ -91,26 +117,38 @@ class SplitStats:
 class Dataset:
     """A dataset of flattened images (or table rows) split into train / valid / test.
 
-    Attributes:
-        name: registry name, e.g. ``"mnist-binarized"``, or the file name of a user's data.
-        train, valid, test: ``float32`` tensors of shape ``(N_split, D)`` (or a
-            :class:`RowReader` of that shape, for data kept on disk).
-        image_shape: ``(H, W)`` with ``channels * H * W == D``, or None for rows that are
-            not images (a table).
-        binary: every value the model sees is in ``{0, 1}``.
-        dynamic_binarization: ``train`` holds grey-level probabilities and the trainer draws
-            ``x ~ Bernoulli(train)`` afresh for each batch; ``valid`` and ``test`` are already
-            binarised once, so evaluation is deterministic.
-        source: folder the files were read from, ``"embedded"``, the path of a user's file, or
-            ``"<numpy array>"``-like text for data given as an object.
-        train_labels, test_labels, valid_labels: ``int64`` class labels, where the file format
-            has them, aligned with the rows of the matching split.
-        channels: ``C``, 1 (grey) or 3 (colour) for images; 1 for a table.
-        unit_interval: every value lies in ``[0, 1]`` (checked); when False, values need only
-            be finite (a user's standardised or unscaled data).
-        stats: per-split value statistics computed by the loader
-            (:func:`pyrovae.data.inspect.split_stats`), or None to compute them when asked
-            (:func:`pyrovae.data.inspect.statistics`).
+    :ivar name: registry name, e.g. ``"mnist-binarized"``, or the file name of a user's data.
+    :ivar train: the training split, a ``float32`` tensor of shape ``(N_train, D)`` (or a
+        :class:`RowReader` of that shape, for data kept on disk).
+    :ivar valid: the validation split, likewise ``(N_valid, D)``.
+    :ivar test: the test split, likewise ``(N_test, D)``.
+    :ivar image_shape: ``(H, W)`` with ``channels * H * W == D``, or None for rows that are
+        not images (a table).
+    :ivar binary: every value the model sees is in ``{0, 1}``.
+    :ivar dynamic_binarization: ``train`` holds grey-level probabilities and the trainer draws
+        ``x ~ Bernoulli(train)`` afresh for each batch; ``valid`` and ``test`` are already
+        binarised once, so evaluation is deterministic.
+    :ivar source: folder the files were read from, ``"embedded"``, the path of a user's file,
+        or ``"<numpy array>"``-like text for data given as an object.
+    :ivar train_labels: ``int64`` class labels of ``train``, where the file format has them
+        (``valid_labels`` and ``test_labels`` likewise), aligned with the split's rows.
+    :ivar channels: ``C``, 1 (grey) or 3 (colour) for images; 1 for a table.
+    :ivar unit_interval: every value lies in ``[0, 1]`` (checked); when False, values need only
+        be finite (a user's standardised or unscaled data).
+    :ivar stats: per-split value statistics computed by the loader
+        (:func:`pyrovae.data.inspect.split_stats`), or None to compute them when asked
+        (:func:`pyrovae.data.inspect.statistics`).
+
+    Example:
+
+    >>> from pyrovae.data import load_dataset
+    >>> data = load_dataset("digits")
+    >>> data
+    Dataset(name='digits', splits=1297/250/250, shape=(1, 8, 8), binary=False, ...)
+    >>> data.test.shape, data.test.dtype, data.data_dim, data.image_shape, data.channels
+    (torch.Size([250, 64]), torch.float32, 64, (8, 8), 1)
+    >>> data.test_labels[:5]
+    tensor([0, 8, 5, 1, 4])
     """
 
     name: str

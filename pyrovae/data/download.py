@@ -57,14 +57,21 @@ _FREY_URL = "https://cs.nyu.edu/~roweis/data/"
 class DataFile:
     """One published file of a dataset.
 
-    Attributes:
-        dataset: the :data:`pyrovae.data.DATASET_NAMES` entry the file belongs to.
-        folder: sub-folder of the data folder that holds it.
-        name: file name as published, which is what a download writes.
-        sha256: sha256 of the published file.
-        urls: canonical URLs, tried in order.
-        variants: other ``(name, sha256)`` pairs accepted in the folder, e.g. a gzip of the file.
-        used_by: every dataset name that reads the file.
+    :ivar dataset: the :data:`pyrovae.data.DATASET_NAMES` entry the file belongs to.
+    :ivar folder: sub-folder of the data folder that holds it.
+    :ivar name: file name as published, which is what a download writes.
+    :ivar sha256: sha256 of the published file.
+    :ivar urls: canonical URLs, tried in order.
+    :ivar variants: other ``(name, sha256)`` pairs accepted in the folder, e.g. a gzip of the
+        file.
+    :ivar used_by: every dataset name that reads the file.
+
+    Example:
+
+    >>> from pyrovae.data.download import FILES
+    >>> frey = FILES["frey"][0]
+    >>> frey.relative_path, frey.used_by
+    ('frey/frey_rawface.mat', ('frey',))
     """
 
     dataset: str

@@ -188,7 +188,19 @@ OPTIONS: tuple[Option, ...] = (
 
 @dataclass(frozen=True)
 class DataOptions:
-    """The values of :data:`OPTIONS` (see the module docstring for what each does)."""
+    """The values of :data:`OPTIONS` (see the module docstring for what each does).
+
+    Example:
+
+    >>> from pyrovae.data.files import DataOptions
+    >>> options = DataOptions.parse(binarize="dynamic", resize=[16, 16])
+    >>> options.changed(), options.resize
+    (['binarize', 'resize'], (16, 16))
+    >>> DataOptions.parse(scaling="log")
+    Traceback (most recent call last):
+        ...
+    pyrovae.data.dataset.DataError: scaling must be one of ...
+    """
 
     scaling: str = SCALING.default
     binarize: str = BINARIZE.default
@@ -313,8 +325,27 @@ class NpyRows:
     the values an in-memory copy would hold. Memory: one batch, and for :meth:`chunks` one
     chunk.
 
-    :param file: the file. :param rows: the split's file row indices, in split order.
+    :param file: the file.
+    :param rows: the split's file row indices, in split order.
     :param transform: ``(raw rows, their file row indices) -> float32 (n, D)``.
+
+    Example:
+
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import torch
+    >>> from pyrovae.data import load_dataset
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "rows.npy")
+    >>> np.save(path, np.arange(200, dtype=np.float32).reshape(50, 4))
+    >>> data = load_dataset(path, on_disk="always", scaling="none")
+    >>> type(data.train).__name__
+    'NpyRows'
+    >>> in_memory = load_dataset(path, scaling="none")
+    >>> torch.equal(data.train[torch.arange(len(data.train))], in_memory.train)
+    True
+    >>> folder.cleanup()
     """
 
     dtype = torch.float32
@@ -408,10 +439,10 @@ def _check_dtype(dtype: np.dtype, origin: str) -> None:
 class Raw:
     """What a format's reader found: arrays of points, before shaping, splitting and scaling.
 
-    Attributes:
-        name, origin: the dataset's name and where it came from (for messages).
-        parts: ``{"all": array}``, or ``{"train": a, "valid": b, "test": c}``.
-        labels: class labels per part, where the source has them.
+    :ivar name: the dataset's name (for messages).
+    :ivar origin: where it came from (for messages).
+    :ivar parts: ``{"all": array}``, or ``{"train": a, "valid": b, "test": c}``.
+    :ivar labels: class labels per part, where the source has them.
     """
 
     name: str
@@ -829,9 +860,8 @@ def _is_number(text: str) -> bool:
 class Layout:
     """How a source's points become flat rows.
 
-    Attributes:
-        shape: the shape of one point, ``(C, H, W)`` or ``(D,)``.
-        channels_last: points are ``(H, W, C)`` in the source and are transposed.
+    :ivar shape: the shape of one point, ``(C, H, W)`` or ``(D,)``.
+    :ivar channels_last: points are ``(H, W, C)`` in the source and are transposed.
     """
 
     shape: tuple[int, ...]
@@ -891,13 +921,13 @@ class Transform:
     """From source points to the rows a model sees: ``((x − shift) / divisor)``, then
     optionally binarised, as ``float32`` ``(n, D)``.
 
-    Attributes:
-        layout: the points' :class:`Layout`.
-        shift, divisor: scalars (images) or per-column ``(D,)`` arrays (tables).
-        work: the dtype the arithmetic is done in.
-        binarize_seed: binarise with this seed (None: keep the values).
-        stream: the SplitMix64 stream of the source array (0 for one array, 1–3 for
-            train / valid / test arrays).
+    :ivar layout: the points' :class:`Layout`.
+    :ivar shift: subtracted first: a scalar (images) or a per-column ``(D,)`` array (tables).
+    :ivar divisor: divides next: a scalar (images) or a per-column ``(D,)`` array (tables).
+    :ivar work: the dtype the arithmetic is done in.
+    :ivar binarize_seed: binarise with this seed (None: keep the values).
+    :ivar stream: the SplitMix64 stream of the source array (0 for one array, 1–3 for
+        train / valid / test arrays).
     """
 
     layout: Layout

@@ -221,6 +221,23 @@ class BagginsNormal(TorchDistribution):
         be sampled.
     :param min_signal: ``S_min``, a positive scalar lower limit on the batch's
         signal power ``S`` (None: none, and a batch without spread has no floor).
+
+    Example:
+
+    >>> import math
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.distributions import BagginsNormal
+    >>> from pyrovae.distributions.baggins import signal_variance, variance_floor
+    >>> pyro.set_rng_seed(0)
+    >>> loc, x = torch.rand(8, 5), torch.rand(8, 5)
+    >>> d = BagginsNormal(loc, info_max=3.0)
+    >>> d.batch_shape, d.event_shape, d.log_prob(x).shape
+    (torch.Size([8]), torch.Size([5]), torch.Size([8]))
+    >>> exact = BagginsNormal(x, info_max=3.0).log_prob(x)  # no residual: σ² at its floor
+    >>> floor = variance_floor(signal_variance(x), info_max=3.0)  # S / (e^{2 I_max} − 1)
+    >>> torch.allclose(exact, -2.5 * torch.log(2 * math.pi * floor).expand(8))  # the bound
+    True
     """
 
     arg_constraints = {"loc": constraints.real}

@@ -61,6 +61,18 @@ class FlooredNormal(TorchDistribution):
 
     Reference: P.-A. Mattei and J. Frellsen, *Leveraging the Exact Likelihood
     of Deep Latent Variable Models*, NeurIPS 2018.
+
+    Example:
+
+    >>> import math
+    >>> import torch
+    >>> from pyrovae.distributions import FlooredNormal
+    >>> d = FlooredNormal(torch.zeros(3), scale=torch.tensor([0.0, 0.1, 1.0]), floor=0.1)
+    >>> d.stddev  # √(scale² + ξ²)
+    tensor([0.1000, 0.1414, 1.0050])
+    >>> bound = -math.log(0.1) - 0.5 * math.log(2 * math.pi)  # per dimension, at σ = ξ
+    >>> bool((d.log_prob(torch.zeros(3)) <= bound + 1e-6).all())
+    True
     """
 
     arg_constraints = {

@@ -47,6 +47,22 @@ class DiagonalNormalMixture(MixtureSameFamily):
     :param validate_args: as for every distribution; it applies to the components
         built here too (``False`` checks neither ``loc`` nor ``scale``).
         ``mixture_distribution`` keeps the setting it was built with.
+
+    Example:
+
+    >>> import pyro
+    >>> import pyro.distributions as dist
+    >>> import torch
+    >>> from pyrovae.distributions import DiagonalNormalMixture
+    >>> pyro.set_rng_seed(0)
+    >>> loc, scale = torch.randn(3, 2), torch.rand(3, 2) + 0.5
+    >>> mixture = DiagonalNormalMixture(dist.Categorical(logits=torch.zeros(3)), loc, scale)
+    >>> reference = dist.MixtureSameFamily(
+    ...     dist.Categorical(logits=torch.zeros(3)), dist.Normal(loc, scale).to_event(1)
+    ... )
+    >>> z = torch.randn(10, 2)
+    >>> torch.allclose(mixture.log_prob(z), reference.log_prob(z), atol=1e-5)
+    True
     """
 
     #: every point of R^D (torch's MixtureSameFamilyConstraint has no bijection in Pyro,

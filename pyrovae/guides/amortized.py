@@ -42,6 +42,25 @@ class AmortizedGuide(PyroModule):
     The encoder reads ``x / input_scale``; ``input_scale`` is a buffer, 1 unless a
     scale-invariant likelihood sets it
     (:meth:`pyrovae.models.gaussian_heads.Baggins.fit_data_scale`).
+
+    Example:
+
+    A guide of your own defines ``posterior``; here a Laplace posterior:
+
+    >>> import pyro
+    >>> import pyro.distributions as dist
+    >>> import torch
+    >>> from pyrovae.guides import AmortizedGuide
+    >>> class LaplaceGuide(AmortizedGuide):
+    ...     def __init__(self, data_dim, latent_dim, hidden=(16,)):
+    ...         super().__init__(data_dim, latent_dim, hidden, "tanh", "default", 2)
+    ...     def posterior(self, x):
+    ...         loc, raw = self.encode(x).split(self.latent_dim, dim=-1)
+    ...         return dist.Laplace(loc, torch.nn.functional.softplus(raw)).to_event(1)
+    >>> pyro.set_rng_seed(0)
+    >>> guide = LaplaceGuide(16, latent_dim=2)
+    >>> guide(torch.zeros(5, 16)).shape  # samples site "latent" in the data plate
+    torch.Size([5, 2])
     """
 
     #: True for a point mass q(z|x) (no density in z): an auto-encoder's encoder, whose

@@ -73,6 +73,18 @@ class DecoderPrior:
     Calling it runs the decoder once on a single zero latent point, which reads
     (so samples) every weight site and nothing else. Not an ``nn.Module``: the
     guide keeps it without adopting the model's buffers.
+
+    Example:
+
+    >>> import pyro
+    >>> from pyro import poutine
+    >>> from pyrovae.guides.bayesian import DecoderPrior
+    >>> from pyrovae.models import BayesianMLP
+    >>> from pyrovae.models.weight_priors import NormalWeightPrior
+    >>> pyro.set_rng_seed(0)
+    >>> prior = DecoderPrior(BayesianMLP(2, [8], 16, "tanh", NormalWeightPrior(0.1)), latent_dim=2)
+    >>> list(poutine.trace(prior).get_trace().stochastic_nodes)
+    ['0.weight', '0.bias', '2.weight', '2.bias']
     """
 
     def __init__(self, decoder: nn.Module, latent_dim: int):
@@ -93,6 +105,20 @@ class MeanFieldWeights(PyroModule):
         their prior mean.
     :param init_scale: the initial σ of every weight (small: 0.01–0.1).
     :param min_scale: added to every σ to keep it positive in floating point.
+
+    Example:
+
+    >>> import pyro
+    >>> import pyro.distributions as dist
+    >>> import torch
+    >>> from pyrovae.guides import MeanFieldWeights
+    >>> def weight_model():
+    ...     pyro.sample("w", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+    >>> q = MeanFieldWeights(weight_model, init_scale=0.05)
+    >>> q.site_names, q.median()["w"]  # starts at the prior mean
+    (['w'], tensor([0., 0., 0.]))
+    >>> q.scale("w")
+    tensor([0.0500, 0.0500, 0.0500], grad_fn=<AddBackward0>)
     """
 
     def __init__(
@@ -188,6 +214,20 @@ class FullVBGuide(PyroModule):
         θ is shared by every point, so log p(θ) − log q(θ) cannot be split
         among them. Evaluate through :mod:`pyrovae.infer.full_vb`, which
         conditions on one θ at a time.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyro import poutine
+    >>> from pyrovae.build import build_model
+    >>> from pyrovae.config import RunConfig
+    >>> pyro.set_rng_seed(0)
+    >>> config = RunConfig(weights="bayesian", likelihood="bernoulli", latent_dim=2, hidden=[8])
+    >>> model, guide = build_model(config, 16)
+    >>> trace = poutine.trace(guide).get_trace(torch.zeros(5, 16))
+    >>> list(trace.stochastic_nodes)  # the data plate, q(z|x) inside it, then q(θ), global
+    ['data', 'latent', 'decoder.0.weight', 'decoder.0.bias', 'decoder.2.weight', 'decoder.2.bias']
     """
 
     def __init__(

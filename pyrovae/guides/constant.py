@@ -58,6 +58,19 @@ class ConstantVariance(AmortizedGuide):
     :param posterior_scale: ``s``, fixed or initial, > 0.
     :param learn_scale: ``"none"`` (``s`` fixed; a buffer), ``"scalar"`` (one
         learned ``s``) or ``"vector"`` (one learned ``s_j`` per latent dimension).
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.guides import ConstantVariance
+    >>> pyro.set_rng_seed(0)
+    >>> guide = ConstantVariance(16, latent_dim=2, hidden=[8], posterior_scale=0.5)
+    >>> q = guide.posterior(torch.rand(5, 16))
+    >>> q.base_dist.scale.unique()  # one s for every point and dimension
+    tensor([0.5000])
+    >>> guide.encoder[-1].out_features  # means only: latent_dim outputs
+    2
     """
 
     options = (POSTERIOR_SCALE, LEARN_SCALE_OPTION)

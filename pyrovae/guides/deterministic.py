@@ -49,6 +49,17 @@ class DeterministicGuide(AmortizedGuide):
     :param activation: encoder nonlinearity.
     :param init: ``"default"`` or ``"aevb"``.
     :param encoder: a network instead of the MLP (see :class:`AmortizedGuide`).
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.guides import DeterministicGuide
+    >>> pyro.set_rng_seed(0)
+    >>> guide = DeterministicGuide(16, latent_dim=2, hidden=[8])
+    >>> x = torch.rand(5, 16)
+    >>> torch.equal(guide(x), guide(x))  # a point posterior: the code, no noise
+    True
     """
 
     point_posterior = True

@@ -42,6 +42,19 @@ class DiagonalGaussian(AmortizedGuide):
     :param init: ``"default"`` or ``"aevb"``.
     :param encoder: a network instead of the MLP (see :class:`AmortizedGuide`).
     :param min_scale: added to every posterior standard deviation.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.guides import DiagonalGaussian
+    >>> pyro.set_rng_seed(0)
+    >>> guide = DiagonalGaussian(16, latent_dim=2, hidden=[8])
+    >>> q = guide.posterior(torch.zeros(5, 16))
+    >>> q.batch_shape, q.event_shape, bool((q.base_dist.scale > 0).all())
+    (torch.Size([5]), torch.Size([2]), True)
+    >>> guide(torch.zeros(5, 16), num_data=100).shape  # a minibatch of 5 from 100 points
+    torch.Size([5, 2])
     """
 
     options = (SCALE_TRANSFORM,)

@@ -119,6 +119,19 @@ class ScaleSitesMessenger(Messenger):
 
     :param scale: the factor, a finite number >= 0.
     :param sites: names of the sites to scale.
+
+    Example:
+
+    >>> import pyro
+    >>> import pyro.distributions as dist
+    >>> from pyro import poutine
+    >>> from pyrovae.infer import scale_sites
+    >>> def model():
+    ...     pyro.sample("latent", dist.Normal(0.0, 1.0))
+    ...     pyro.sample("obs", dist.Normal(0.0, 1.0), obs=0.0)
+    >>> trace = poutine.trace(scale_sites(model, 0.5)).get_trace()
+    >>> trace.nodes["latent"]["scale"], trace.nodes["obs"]["scale"]
+    (0.5, 1.0)
     """
 
     def __init__(self, scale: float, sites: Iterable[str] = LATENT_SITES):
@@ -176,6 +189,29 @@ class BetaScaled(LossELBO):
 
     Reference: Alemi et al., *Fixing a Broken ELBO*, ICML 2018; Higgins et al.,
     *β-VAE*, ICLR 2017.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyro.infer import TraceMeanField_ELBO
+    >>> from pyrovae.guides import DiagonalGaussian
+    >>> from pyrovae.infer import BetaScaled, IWAE_ELBO
+    >>> from pyrovae.models import VAE
+    >>> pyro.set_rng_seed(0)
+    >>> model, guide = VAE(16, latent_dim=2, hidden=[8]), DiagonalGaussian(16, 2, hidden=[8])
+    >>> x = torch.bernoulli(torch.full((10, 16), 0.5))
+    >>> objective = BetaScaled(TraceMeanField_ELBO(), beta=1.0)
+    >>> pyro.set_rng_seed(1)
+    >>> weighted = objective.loss(model, guide, x)
+    >>> pyro.set_rng_seed(1)
+    >>> weighted == TraceMeanField_ELBO().loss(model, guide, x)  # β = 1: the ELBO itself
+    True
+    >>> objective.beta = 0.5  # D + 0.5 R from the next step on
+    >>> BetaScaled(IWAE_ELBO(), beta=0.5)
+    Traceback (most recent call last):
+        ...
+    ValueError: IWAE_ELBO cannot train D + βR with β = 0.5: ...
     """
 
     def __init__(self, elbo: ELBO, beta: float = 1.0, sites: Iterable[str] = LATENT_SITES):

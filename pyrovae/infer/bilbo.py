@@ -180,6 +180,25 @@ class BILBO(VectorizedLossELBO):
 
     Reference: G. Fyffe, *There and Back Again: Unraveling the Variational
     Auto-Encoder*, arXiv:1912.10309 (2019).
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.guides import ConstantVariance, DiagonalGaussian
+    >>> from pyrovae.infer import BILBO
+    >>> from pyrovae.models import VAE
+    >>> pyro.set_rng_seed(0)
+    >>> model = VAE(16, latent_dim=2, hidden=[8])
+    >>> guide = ConstantVariance(16, latent_dim=2, hidden=[8], posterior_scale=0.5)
+    >>> x = torch.bernoulli(torch.full((10, 16), 0.5))
+    >>> loss = BILBO(num_particles=2)(model, guide)(x, num_data=1000)
+    >>> loss.shape, loss.requires_grad
+    (torch.Size([]), True)
+    >>> BILBO()(model, DiagonalGaussian(16, 2, hidden=[8]))(x)  # per-point scales: refused
+    Traceback (most recent call last):
+        ...
+    ValueError: BILBO needs a posterior scale that is the same for every data point, ...
     """
 
     #: why D + βR is not defined for this objective (read by :mod:`pyrovae.infer.beta`)

@@ -156,6 +156,23 @@ class PlugInModel(nn.Module):
     For code written for point-estimate models (plots, ``pyrovae sample``):
     ``parameters()`` is non-empty (the guide's; a Bayesian decoder has none of
     its own) and ``latent_dim``/``likelihood`` are the model's.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.build import build_model
+    >>> from pyrovae.config import RunConfig
+    >>> from pyrovae.infer.full_vb import plug_in
+    >>> pyro.set_rng_seed(0)
+    >>> config = RunConfig(weights="bayesian", likelihood="bernoulli", latent_dim=2, hidden=[8])
+    >>> model, guide = build_model(config, 16)
+    >>> plugged = plug_in(model, guide)
+    >>> z = torch.zeros(3, 2)
+    >>> torch.equal(plugged.decode(z), plugged.decode(z))  # θ fixed at q(θ)'s mean
+    True
+    >>> torch.equal(model.decode(z), model.decode(z))  # θ drawn from the prior at each call
+    False
     """
 
     def __init__(self, model: nn.Module, guide: nn.Module):

@@ -32,6 +32,20 @@ class IWAE_ELBO(VectorizedLossELBO):
 
     :param num_particles: K, the importance samples per data point.
     :param max_plate_nesting: plates nested in the model (pyrovae's models: 1).
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.guides import DiagonalGaussian
+    >>> from pyrovae.infer import IWAE_ELBO
+    >>> from pyrovae.models import VAE
+    >>> pyro.set_rng_seed(0)
+    >>> model, guide = VAE(16, latent_dim=2, hidden=[8]), DiagonalGaussian(16, 2, hidden=[8])
+    >>> x = torch.bernoulli(torch.full((10, 16), 0.5))
+    >>> loss = IWAE_ELBO(num_particles=5)(model, guide)(x, num_data=1000)
+    >>> loss.shape, loss.requires_grad
+    (torch.Size([]), True)
     """
 
     #: why D + βR is not defined for this objective (read by :mod:`pyrovae.infer.beta`)

@@ -67,7 +67,21 @@ def supports_fast_path(model, guide) -> bool:
 
 
 class FastTerms(NamedTuple):
-    """The pieces of ``log w`` for K draws per point, computed without traces."""
+    """The pieces of ``log w`` for K draws per point, computed without traces.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.guides import DiagonalGaussian
+    >>> from pyrovae.infer.log_weights import fast_terms
+    >>> from pyrovae.models import VAE
+    >>> pyro.set_rng_seed(0)
+    >>> model, guide = VAE(16, latent_dim=2, hidden=[8]), DiagonalGaussian(16, 2, hidden=[8])
+    >>> terms = fast_terms(model, guide, torch.zeros(10, 16), num_samples=3, reparameterized=True)
+    >>> terms.z.shape, terms.log_likelihood.shape, terms.posterior.batch_shape
+    (torch.Size([3, 10, 2]), torch.Size([3, 10]), torch.Size([10]))
+    """
 
     #: q(z | x), batch shape (B,)
     posterior: Distribution

@@ -33,6 +33,24 @@ def make_objective(name: str, num_particles: int = 1, fast: bool = True, **kwarg
     """The ELBO estimator registered as ``name`` with ``num_particles`` samples per point.
 
     :param fast: use the trace-free evaluation where it applies (see module docstring).
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.guides import DiagonalGaussian
+    >>> from pyrovae.infer import make_objective
+    >>> from pyrovae.models import VAE
+    >>> pyro.set_rng_seed(0)
+    >>> model, guide = VAE(16, latent_dim=2, hidden=[8]), DiagonalGaussian(16, 2, hidden=[8])
+    >>> loss_fn = make_objective("meanfield", num_particles=2)(model, guide)  # an nn.Module
+    >>> optimizer = torch.optim.Adam(loss_fn.parameters(), lr=1e-3)
+    >>> x = torch.bernoulli(torch.full((10, 16), 0.5))
+    >>> loss = loss_fn(x, num_data=1000)  # ≈ 1000 × (−ELBO per point)
+    >>> loss.backward()
+    >>> optimizer.step()
+    >>> loss.shape, bool(loss > 0)
+    (torch.Size([]), True)
     """
     if int(num_particles) < 1:
         raise ValueError(f"particles must be a positive integer, got {num_particles}")

@@ -44,6 +44,15 @@ class BetaSchedule:
     """Base class: ``schedule(t) -> β`` at training position ``t`` (epochs, >= 0).
 
     :param beta: the target β, >= 0.
+
+    Example:
+
+    >>> from pyrovae import registry
+    >>> schedule = registry.BETA_SCHEDULES.get("linear").from_options(beta=0.5, epochs=10)
+    >>> schedule
+    LinearWarmup(beta=0.5, beta_warmup=5.0)
+    >>> [schedule(t) for t in (0, 2.5, 5, 8)]
+    [0.0, 0.25, 0.5, 0.5]
     """
 
     #: the run-configuration options a schedule reads besides ``beta`` (:mod:`pyrovae.options`)
@@ -70,7 +79,15 @@ class BetaSchedule:
 
 
 class Constant(BetaSchedule):
-    """``β(t) = β`` throughout."""
+    """``β(t) = β`` throughout.
+
+    Example:
+
+    >>> from pyrovae.infer.schedules import Constant
+    >>> schedule = Constant(0.3)
+    >>> schedule(0), schedule(100), schedule.is_constant()
+    (0.3, 0.3, True)
+    """
 
     def __call__(self, t: float) -> float:
         return self.beta
@@ -83,6 +100,13 @@ class LinearWarmup(BetaSchedule):
     """``β(t) = β · min(1, t / w)``: from 0 at the first step to β after ``w`` epochs.
 
     :param beta_warmup: ``w``, the warm-up length in epochs (0 = constant β).
+
+    Example:
+
+    >>> from pyrovae.infer.schedules import LinearWarmup
+    >>> schedule = LinearWarmup(beta=1.0, beta_warmup=4)
+    >>> [schedule(t) for t in (0, 1, 2, 4, 10)]
+    [0.0, 0.25, 0.5, 1.0, 1.0]
     """
 
     options = (BETA_WARMUP,)
@@ -112,6 +136,13 @@ class Cyclical(BetaSchedule):
     :param beta_cycles: ``M``, the number of cycles, >= 1.
     :param epochs: ``T``, the training length in epochs.
     :param ramp: ``ρ``, the fraction of each cycle spent ramping, in (0, 1].
+
+    Example:
+
+    >>> from pyrovae.infer.schedules import Cyclical
+    >>> schedule = Cyclical(beta=1.0, beta_cycles=2, epochs=8)  # two cycles of 4 epochs
+    >>> [schedule(t) for t in (0, 1, 2, 3, 4, 5)]
+    [0.0, 0.5, 1.0, 1.0, 0.0, 0.5]
     """
 
     options = (BETA_CYCLES,)

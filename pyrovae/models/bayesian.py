@@ -165,6 +165,19 @@ class BayesianLinear(PyroModule):
     :param out_features: output size.
     :param prior: a weight prior module (:mod:`pyrovae.models.weight_priors`):
         ``prior(shape)`` is a distribution over a tensor of that shape.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyro import poutine
+    >>> from pyrovae.models import BayesianLinear
+    >>> from pyrovae.models.weight_priors import NormalWeightPrior
+    >>> pyro.set_rng_seed(0)
+    >>> layer = BayesianLinear(3, 2, NormalWeightPrior(0.1))
+    >>> trace = poutine.trace(layer).get_trace(torch.zeros(5, 3))
+    >>> [(name, tuple(trace.nodes[name]["value"].shape)) for name in trace.stochastic_nodes]
+    [('weight', (2, 3)), ('bias', (2,))]
     """
 
     def __init__(self, in_features: int, out_features: int, prior: nn.Module):
@@ -228,6 +241,19 @@ class BayesianMLP(PyroModule[nn.Sequential]):
     :param out_features: the likelihood head's input size.
     :param activation: a name in :data:`pyrovae.registry.ACTIVATIONS`.
     :param prior: the weight prior shared by every layer.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.models import BayesianMLP
+    >>> from pyrovae.models.weight_priors import NormalWeightPrior
+    >>> pyro.set_rng_seed(0)
+    >>> decoder = BayesianMLP(2, [8], 16, "tanh", NormalWeightPrior(0.1))
+    >>> decoder(torch.zeros(5, 2)).shape  # outside inference, weights drawn from the prior
+    torch.Size([5, 16])
+    >>> sorted(decoder.initial_values())
+    ['0.bias', '0.weight', '2.bias', '2.weight']
     """
 
     def __init__(

@@ -69,6 +69,19 @@ class MixtureOfGaussians(nn.Module):
     :param latent_dim: the size of z.
     :param num_components: ``K``.
     :param min_scale: added to every component scale, > 0.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.models import MixtureOfGaussians
+    >>> pyro.set_rng_seed(0)
+    >>> prior = MixtureOfGaussians(latent_dim=2, num_components=3)
+    >>> m = prior()
+    >>> m.event_shape, m.sample((5,)).shape, m.log_prob(torch.zeros(5, 2)).shape
+    (torch.Size([2]), torch.Size([5, 2]), torch.Size([5]))
+    >>> bool((prior.scales > 0).all())
+    True
     """
 
     options = (PRIOR_COMPONENTS,)
@@ -116,6 +129,20 @@ class VampPrior(nn.Module):
         shape ``(B,)`` and event shape ``(latent_dim,)`` (every pyrovae guide).
     :param data_dim: D, the size of a flattened data point (= of a pseudo-input).
     :param num_components: ``K``, the number of pseudo-inputs.
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.guides import DiagonalGaussian
+    >>> from pyrovae.models import VAE, VampPrior
+    >>> pyro.set_rng_seed(0)
+    >>> guide = DiagonalGaussian(16, latent_dim=2, hidden=[8])
+    >>> prior = VampPrior(latent_dim=2, guide=guide, data_dim=16, num_components=4)
+    >>> model = VAE(16, latent_dim=2, hidden=[8], prior=prior)
+    >>> m = prior()
+    >>> m.event_shape, m.log_prob(torch.zeros(3, 2)).shape
+    (torch.Size([2]), torch.Size([3]))
     """
 
     options = (PRIOR_COMPONENTS,)

@@ -15,6 +15,21 @@ def data_plate(x: torch.Tensor, num_data: int | None = None) -> pyro.plate:
     minibatch is taken as given: the subsample indices are ``0..B-1`` of ``x``
     and the plate draws no random numbers. Model and guide must call this with
     the same ``num_data``.
+
+    Example:
+
+    >>> import pyro
+    >>> import pyro.distributions as dist
+    >>> import torch
+    >>> from pyro import poutine
+    >>> from pyrovae.models import data_plate
+    >>> x = torch.zeros(10, 3)
+    >>> def model(x, num_data=None):
+    ...     with data_plate(x, num_data):
+    ...         pyro.sample("obs", dist.Normal(0.0, 1.0).expand([3]).to_event(1), obs=x)
+    >>> trace = poutine.trace(model).get_trace(x, num_data=1000)
+    >>> trace.nodes["obs"]["scale"]  # N / B: the minibatch estimates the full-data sum
+    100.0
     """
     batch = x.shape[0]
     if num_data is None or num_data == batch:

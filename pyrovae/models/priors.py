@@ -17,7 +17,15 @@ from torch import nn
 
 
 class StandardNormal(nn.Module):
-    """``p(z) = N(0, I)``, the prior of Kingma & Welling (2013)."""
+    """``p(z) = N(0, I)``, the prior of Kingma & Welling (2013).
+
+    Example:
+
+    >>> from pyrovae.models import StandardNormal
+    >>> p = StandardNormal(2)()
+    >>> p.batch_shape, p.event_shape
+    (torch.Size([]), torch.Size([2]))
+    """
 
     def __init__(self, latent_dim: int):
         super().__init__()
@@ -33,7 +41,15 @@ class StandardNormal(nn.Module):
 
 class DiagonalNormal(StandardNormal):
     """``p(z) = N(0, diag σ²)`` with a fixed ``σ``, e.g. BILBO's floating prior frozen at
-    the training set (:func:`pyrovae.infer.bilbo.floating_prior`)."""
+    the training set (:func:`pyrovae.infer.bilbo.floating_prior`).
+
+    Example:
+
+    >>> import torch
+    >>> from pyrovae.models.priors import DiagonalNormal
+    >>> DiagonalNormal(torch.tensor([0.5, 2.0]))().stddev
+    tensor([0.5000, 2.0000])
+    """
 
     def __init__(self, scale: torch.Tensor):
         super().__init__(scale.numel())

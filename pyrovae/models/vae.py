@@ -49,6 +49,23 @@ class VAE(PyroModule):
         ``(..., likelihood.out_features)``, instead of building an MLP of ``hidden``
         widths (:mod:`pyrovae.networks`; for images, the outputs are k blocks of one
         flat ``(C, H, W)`` image each).
+
+    Example:
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyro import poutine
+    >>> from pyrovae.models import VAE, Bernoulli
+    >>> pyro.set_rng_seed(0)
+    >>> model = VAE(64, latent_dim=2, hidden=[16], likelihood=Bernoulli(64))
+    >>> x = torch.bernoulli(torch.full((5, 64), 0.5))
+    >>> trace = poutine.trace(model).get_trace(x)
+    >>> trace.nodes["latent"]["value"].shape, trace.nodes["obs"]["value"].shape
+    (torch.Size([5, 2]), torch.Size([5, 64]))
+    >>> model.decode(torch.zeros(3, 2)).shape  # E[x | z], here Bernoulli means
+    torch.Size([3, 64])
+    >>> model.sample(4).shape
+    torch.Size([4, 64])
     """
 
     def __init__(

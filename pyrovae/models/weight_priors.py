@@ -60,6 +60,16 @@ class ScaleMixtureNormal(TorchDistribution):
     :param mixing: π, the weight of the first (wide) component, in [0, 1].
     :param scale1: σ₁ > 0.
     :param scale2: σ₂ > 0.
+
+    Example:
+
+    >>> import torch
+    >>> from pyrovae.models.weight_priors import ScaleMixtureNormal
+    >>> d = ScaleMixtureNormal(torch.tensor(0.5), torch.tensor(1.0), torch.tensor(0.01))
+    >>> d.sample((4,)).shape
+    torch.Size([4])
+    >>> round(d.log_prob(torch.zeros(())).item(), 3)  # log(½ N(0; 0, 1) + ½ N(0; 0, 0.01²))
+    3.003
     """
 
     arg_constraints = {
@@ -116,6 +126,14 @@ class NormalWeightPrior(nn.Module):
     a parameter instead of 1).
 
     :param weight_prior_scale: σ_p > 0.
+
+    Example:
+
+    >>> from pyrovae.models.weight_priors import NormalWeightPrior
+    >>> prior = NormalWeightPrior(0.1)
+    >>> p = prior((2, 3))  # the prior of a (2, 3) weight matrix
+    >>> p.event_shape, p.base_dist.scale.unique()
+    (torch.Size([2, 3]), tensor([0.1000]))
     """
 
     options = (WEIGHT_PRIOR_SCALE,)
@@ -142,6 +160,13 @@ class ScaleMixtureWeightPrior(nn.Module):
     :param mixture_pi: π, the weight of the wide component, in (0, 1).
     :param mixture_sigma1: σ₁, the wide scale.
     :param mixture_sigma2: σ₂ < σ₁, the narrow scale.
+
+    Example:
+
+    >>> from pyrovae.models.weight_priors import ScaleMixtureWeightPrior
+    >>> prior = ScaleMixtureWeightPrior(mixture_pi=0.5, mixture_sigma1=1.0, mixture_sigma2=0.01)
+    >>> prior((2, 3)).event_shape
+    torch.Size([2, 3])
     """
 
     options = (MIXTURE_PI, MIXTURE_SIGMA1, MIXTURE_SIGMA2)

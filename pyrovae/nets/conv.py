@@ -88,6 +88,14 @@ class ConvEncoder(_Flat):
     :param kernel_size: of every convolution (padding ``(k − 1) // 2``).
     :param activation: a name in :data:`pyrovae.registry.ACTIVATIONS`.
     :param init: ``"default"`` or ``"aevb"`` (N(0, 0.01²) for every parameter).
+
+    Example:
+
+    >>> import torch
+    >>> from pyrovae.nets import ConvEncoder
+    >>> encoder = ConvEncoder((3, 12, 10), channels=[8, 16], hidden=[32], out_features=4)
+    >>> encoder(torch.zeros(5, 3 * 12 * 10)).shape  # flat rows in, flat rows out
+    torch.Size([5, 4])
     """
 
     def __init__(
@@ -129,6 +137,14 @@ class ConvDecoder(_Flat):
     :param in_features: latent_dim.
     :param planes_per_channel: k, the parameter planes per image channel; the output
         is ``(..., k·C·H·W)``. Or, with ``planes`` given, that many planes in all.
+
+    Example:
+
+    >>> import torch
+    >>> from pyrovae.nets import ConvDecoder
+    >>> decoder = ConvDecoder((3, 12, 10), channels=[8, 16], hidden=[32], in_features=2)
+    >>> decoder(torch.zeros(5, 2)).shape  # one plane per channel of a 3 × 12 × 10 image
+    torch.Size([5, 360])
     """
 
     def __init__(

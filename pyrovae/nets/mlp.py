@@ -57,6 +57,16 @@ def mlp(
         hidden layer and never after the output layer.
     :param init: ``"default"`` (torch's) or ``"aevb"`` (N(0, 0.01²) for
         weights and biases, Kingma & Welling 2013, section 5).
+
+    Example:
+
+    >>> from pyrovae.nets import mlp
+    >>> mlp(784, [400], 40, activation="tanh")
+    Sequential(
+      (0): Linear(in_features=784, out_features=400, bias=True)
+      (1): Tanh()
+      (2): Linear(in_features=400, out_features=40, bias=True)
+    )
     """
     _check_sizes(in_features, hidden, out_features)
     act = ACTIVATIONS.get(activation)

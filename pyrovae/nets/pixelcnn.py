@@ -94,6 +94,13 @@ class GatedLayer(nn.Module):
         (kernel ``1 × k//2`` over columns ``j-p..j-1``) and has no residual connection.
     :param vertical_output: False for the last layer, whose vertical stack only feeds
         its own horizontal stack (no gate, no ``V * s`` there).
+
+    Example:
+
+    >>> from pyrovae.nets import GatedPixelCNN
+    >>> net = GatedPixelCNN((1, 6, 6), params_per_channel=1, cond_channels=2, channels=8, layers=2)
+    >>> [layer.mask_a for layer in net.layers]  # the first layer does not see the pixel itself
+    [True, False, False]
     """
 
     def __init__(
@@ -160,6 +167,22 @@ class GatedPixelCNN(nn.Module):
     :param kernel_size: ``k``, odd and ``>= 3``.
 
     Output planes: ``out.view(N, P, C, H, W)[:, j, c]`` is parameter ``j`` of channel ``c``.
+
+    Example:
+
+    Row causality: the first rows of the output depend on the first rows of the image alone.
+
+    >>> import pyro
+    >>> import torch
+    >>> from pyrovae.nets import GatedPixelCNN
+    >>> pyro.set_rng_seed(0)
+    >>> net = GatedPixelCNN((1, 6, 6), params_per_channel=1, cond_channels=2, channels=8, layers=2)
+    >>> x, cond = torch.rand(1, 1, 6, 6), torch.randn(1, 2, 6, 6)
+    >>> out = net(x, cond)
+    >>> out.shape
+    torch.Size([1, 1, 6, 6])
+    >>> torch.allclose(net(x[:, :, :3], cond[:, :, :3]), out[:, :, :3], atol=1e-6)
+    True
     """
 
     def __init__(
