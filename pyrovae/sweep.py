@@ -44,7 +44,7 @@ from pyrovae.progress import Reporter
 TABLE_COLUMNS = ("prior", "beta", "rate", "distortion", "elbo", "iw_log_likelihood")
 NUM_IMAGES = 10
 # config keys that may differ between a finished run and the request without retraining
-_IGNORED_KEYS = ("device", "data_dir", "threads", "tensorboard")
+_IGNORED_KEYS = ("device", "data_dir", "threads", "tensorboard", "nan_check_every")
 
 
 def parse_betas(text: str) -> list[float]:

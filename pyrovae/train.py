@@ -31,6 +31,7 @@ from pyrovae.build import build_model
 from pyrovae.config import ConfigError, RunConfig
 from pyrovae.device import resolve_device
 from pyrovae.infer import full_vb
+from pyrovae.progress import Reporter
 from pyrovae.resources import check_model_fits
 from pyrovae.run import RunFolder, same_model
 from pyrovae.summary import EVAL_BATCH
@@ -121,7 +122,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    progress: bool = False,
+    progress: bool | Reporter = False,
     dataset=None,
     plots: bool = True,
     log: Callable[[str], None] | None = None,
@@ -133,6 +134,8 @@ def train(
         config was not *given* come from the run; given ones that would change
         what the epochs so far trained are refused.
     :param overwrite: replace a run already in ``out``.
+    :param progress: how epochs report (:class:`~pyrovae.progress.Reporter`): True is a
+        bar on a terminal and one line per epoch off it, False nothing.
     :param dataset: a loaded :class:`pyrovae.data.Dataset`, or your data as a numpy array, a
         torch tensor or a ``torch.utils.data.Dataset`` (default: load ``config.dataset``).
     :param log: called with the loaded data's summary (:func:`pyrovae.data.describe`).
