@@ -228,67 +228,54 @@ def _diff(c: dict, digits: int = 2) -> str:
     return f"{d['mean']:+.{digits}f} ± {d['sd']:.{digits}f} ({each})".replace("-", "−")
 
 
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table's lines, then a blank line."""
+    lines = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
+    return lines + [f"| {' | '.join(row)} |" for row in rows] + [""]
+
+
+def _comparisons(label: str, comparisons: list[dict], quote: str = "") -> list[str]:
+    """The table of paired differences (``quote`` wraps the names, e.g. in backticks)."""
+    with_quantity = any("quantity" in c for c in comparisons)
+    header = [label, *(["quantity"] if with_quantity else []), "difference per seed", "verdict"]
+    rows = []
+    for c in comparisons:
+        names = f"{quote}{c['a']}{quote} − {quote}{c['b']}{quote}"
+        quantity = [c["quantity"]] if with_quantity else []
+        rows.append([names, *quantity, _diff(c), c["verdict"]])
+    return _table(header, rows)
+
+
 def markdown(summary: dict) -> str:
     """The tables of ``docs/results.md``'s seed-spread section, from a summary."""
-    out = []
+    out: list[str] = []
     if "nll" in summary:
         nll = summary["nll"]
-        out += [
-            "| model | test log p(x), K = 1000 | mean of 5 × K = 200 | test ELBO |",
-            "|---|---|---|---|",
-        ]
-        for name, q in nll["quantities"].items():
-            out.append(
-                f"| `{name}` | {_ms(q['test_log_likelihood_K1000'])} | "
-                f"{_ms(q['test_log_likelihood_200x5'])} | {_ms(q['test_elbo'])} |"
-            )
-        out += ["", "| comparison (test log p(x), K = 1000) | difference per seed | verdict |"]
-        out.append("|---|---|---|")
-        for c in nll["comparisons"]:
-            out.append(f"| `{c['a']}` − `{c['b']}` | {_diff(c)} | {c['verdict']} |")
-        out.append("")
+        header = ["model", "test log p(x), K = 1000", "mean of 5 × K = 200", "test ELBO"]
+        keys = ("test_log_likelihood_K1000", "test_log_likelihood_200x5", "test_elbo")
+        rows = [[f"`{name}`", *(_ms(q[k]) for k in keys)] for name, q in nll["quantities"].items()]
+        out += _table(header, rows)
+        out += _comparisons("comparison (test log p(x), K = 1000)", nll["comparisons"], "`")
     if "estimators" in summary:
-        est = summary["estimators"]
-        out += ["| N_z | test ELBO, L^A | test ELBO, L^B | L^B − L^A per seed | verdict |"]
-        out.append("|---|---|---|---|---|")
-        for key, q in est.items():
-            if key.startswith("nz"):
-                c = q["comparison"]
-                out.append(
-                    f"| {key[2:]} | {_ms(q['test_elbo_LA'])} | {_ms(q['test_elbo_LB'])} | "
-                    f"{_diff(c)} | {c['verdict']} |"
-                )
-        out.append("")
+        est = {k: q for k, q in summary["estimators"].items() if k.startswith("nz")}
+        header = ["N_z", "test ELBO, L^A", "test ELBO, L^B", "L^B − L^A per seed", "verdict"]
+        rows = [[k[2:], _ms(q["test_elbo_LA"]), _ms(q["test_elbo_LB"]), _diff(q["comparison"]),
+                 q["comparison"]["verdict"]] for k, q in est.items()]  # fmt: skip
+        out += _table(header, rows)
     if "activations" in summary:
         act = summary["activations"]
-        out += ["| activation | final test ELBO | s / epoch (median of each run) |"]
-        out.append("|---|---|---|")
-        for a in act["order_by_mean"]:
-            out.append(
-                f"| {a} | {_ms(act['final_test_elbo'][a])} | "
-                f"{_ms(act['median_seconds_per_epoch'][a])} |"
-            )
-        out += ["", "| comparison (final test ELBO) | difference per seed | verdict |"]
-        out.append("|---|---|---|")
-        for c in act["comparisons"]:
-            out.append(f"| {c['a']} − {c['b']} | {_diff(c)} | {c['verdict']} |")
-        out.append("")
-    if "guides" in summary:
-        for dataset, g in summary["guides"].items():
-            if dataset == "setting" or not isinstance(g, dict):
-                continue
-            out += [f"| {dataset}: guide | test ELBO | test IW log p(x) |", "|---|---|---|"]
-            for v in g["test_elbo"]:
-                out.append(
-                    f"| {v} | {_ms(g['test_elbo'][v])} | {_ms(g['test_iw_log_likelihood'][v])} |"
-                )
-            out += ["", f"| {dataset}: comparison | quantity | difference per seed | verdict |"]
-            out.append("|---|---|---|---|")
-            for c in g["comparisons"]:
-                out.append(
-                    f"| {c['a']} − {c['b']} | {c['quantity']} | {_diff(c)} | {c['verdict']} |"
-                )
-            out.append("")
+        header = ["activation", "final test ELBO", "s / epoch (median of each run)"]
+        rows = [[a, _ms(act["final_test_elbo"][a]), _ms(act["median_seconds_per_epoch"][a])]
+                for a in act["order_by_mean"]]  # fmt: skip
+        out += _table(header, rows)
+        out += _comparisons("comparison (final test ELBO)", act["comparisons"])
+    for dataset, g in summary.get("guides", {}).items():
+        if not isinstance(g, dict):  # the "setting" line
+            continue
+        rows = [[v, _ms(g["test_elbo"][v]), _ms(g["test_iw_log_likelihood"][v])]
+                for v in g["test_elbo"]]  # fmt: skip
+        out += _table([f"{dataset}: guide", "test ELBO", "test IW log p(x)"], rows)
+        out += _comparisons(f"{dataset}: comparison", g["comparisons"])
     return "\n".join(out)
 
 

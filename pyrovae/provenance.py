@@ -146,7 +146,9 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows where there is
+    none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -169,7 +171,7 @@ def machine() -> dict[str, Any]:
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
         "cores": {"logical": os.cpu_count(), "usable": usable},
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

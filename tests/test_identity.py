@@ -14,23 +14,19 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from pyrovae.cli import main
+from pyrovae.provenance import cpu_model
 from pyrovae.run import RunFolder, migrate_config
 from pyrovae.train import train
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 IDENTITY = json.loads((FIXTURES / "identity-0.1.0.json").read_text())
 TIMES = {"seconds", "eval_seconds", "train_seconds", "device", "versions", "parameters"}
-
-
-sys.path.insert(0, str(FIXTURES))
-from make_identity import cpu_model  # noqa: E402
 
 
 def _strip(row: dict) -> dict:

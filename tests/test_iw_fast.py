@@ -14,6 +14,7 @@ import math
 import pyro
 import pytest
 import torch
+from heads import every_head
 from torch import nn
 
 from pyrovae import registry
@@ -26,15 +27,7 @@ from pyrovae.infer.evaluation import (
     pass_sizes,
 )
 from pyrovae.infer.importance import log_importance_weights
-from pyrovae.models import (
-    MSE,
-    Baggins,
-    Bernoulli,
-    BoundedGaussian,
-    GaussianFixed,
-    GaussianLearned,
-    GaussianShared,
-)
+from pyrovae.models import Bernoulli
 from pyrovae.models.likelihoods import log_sigmoid_sum
 from pyrovae.models.marginals import MixtureOfGaussians, VampPrior
 from pyrovae.models.priors import StandardNormal
@@ -44,15 +37,7 @@ D, DZ, HIDDEN = 70, 3, [16]  # D > 64 and not a multiple of it: whole groups and
 #: the brief's tolerance: nats per point
 TOL = 1e-3
 
-LIKELIHOODS = {
-    "bernoulli": lambda: Bernoulli(D),
-    "gaussian-fixed": lambda: GaussianFixed(D, sigma=0.3),
-    "mse": lambda: MSE(D),
-    "gaussian-learned": lambda: GaussianLearned(D),
-    "gaussian-shared": lambda: GaussianShared(D, sigma=0.5),
-    "bounded-gaussian": lambda: BoundedGaussian(D, floor=0.05),
-    "baggins": lambda: Baggins(D, info_max=2.0),
-}
+LIKELIHOODS = every_head(D)
 PRIORS = {
     "standard": lambda guide: StandardNormal(DZ),
     "mixture": lambda guide: MixtureOfGaussians(DZ, num_components=4),
